@@ -1,0 +1,34 @@
+# Every dependency HedgeLab uses, found once. Debian 12 packages on a workstation; on the GPU machine the
+# LibTorch bundled with PyTorch and header packages carried as unpacked .debs (scripts/gpu-build.sh).
+
+find_package(Torch REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(Threads REQUIRED)
+
+# Torch's flags (ABI, warnings) go to every target that links hedgelab_core through its interface.
+separate_arguments(HEDGELAB_TORCH_CXX_FLAGS UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+
+# CUDA: AUTO follows what LibTorch was built with.
+set(HEDGELAB_CUDA_ENABLED OFF)
+if(HEDGELAB_CUDA STREQUAL "ON" OR (HEDGELAB_CUDA STREQUAL "AUTO" AND TORCH_CUDA_LIBRARIES))
+  set(HEDGELAB_CUDA_ENABLED ON)
+endif()
+
+# Qt: QtCore + QtTest for the test suites (also with the GUI off); Widgets and friends for the GUI.
+set(HEDGELAB_QT_COMPONENTS Core)
+if(HEDGELAB_TESTS)
+  list(APPEND HEDGELAB_QT_COMPONENTS Test)
+endif()
+if(HEDGELAB_GUI)
+  # QCustomPlot's Qt 6 build needs PrintSupport found before it.
+  list(APPEND HEDGELAB_QT_COMPONENTS Gui Widgets PrintSupport OpenGL OpenGLWidgets)
+endif()
+if(HEDGELAB_TESTS OR HEDGELAB_GUI)
+  find_package(Qt6 REQUIRED COMPONENTS ${HEDGELAB_QT_COMPONENTS})
+endif()
+if(HEDGELAB_GUI)
+  find_package(QCustomPlotQt6 REQUIRED)
+  enable_language(C)
+  find_package(HDF5 REQUIRED COMPONENTS C)
+endif()

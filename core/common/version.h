@@ -1,0 +1,4 @@
+#pragma once
+namespace hedgelab {
+inline constexpr const char* kVersion = HEDGELAB_VERSION;
+}

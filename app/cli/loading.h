@@ -1,0 +1,42 @@
+// What several subcommands share: opening a checkpoint folder (or the demo teacher) with its tokenizer.
+#pragma once
+
+#include <string>
+
+#include "core/io/checkpoint.h"
+#include "core/io/tokenizer.h"
+#include "core/models/gpt_neox.h"
+
+namespace hedgelab::cli {
+
+struct LoadedTeacher {
+  std::string dir;
+  io::CheckpointFolder folder;
+  models::GptNeoXForCausalLM model{nullptr};
+};
+
+// `dir` empty = the embedded demo teacher.
+std::string checkpoint_dir_or_demo(const std::string& dir);
+LoadedTeacher load_teacher(const std::string& dir);
+// The folder's tokenizer.json; an Error naming the folder when there is none.
+io::Tokenizer load_tokenizer(const io::CheckpointFolder& folder);
+
+}  // namespace hedgelab::cli
+
+#include "core/data/corpus.h"
+
+namespace hedgelab::cli {
+
+// `path` empty = the default corpus (data/kjv.txt). Logs what was read and whether the cache was hit.
+data::TokenCorpus load_corpus_with(const io::Tokenizer& tokenizer, const std::string& path, bool use_cache);
+
+}  // namespace hedgelab::cli
+
+#include "core/data/batches.h"
+
+namespace hedgelab::cli {
+
+// The §5 protocol's windows of `view` as one [N, T+1] int64 tensor, the first `max_windows` when > 0.
+at::Tensor eval_windows(const data::TokenView& view, int64_t T, int64_t max_windows);
+
+}  // namespace hedgelab::cli

@@ -1,0 +1,48 @@
+// Causal normalized linear attention (docs/method.md §3) in three forms that compute the same y:
+//   a_ts = φ_q(q_t)ᵀ φ_k(k_s) (s ≤ t),   y_t = num_t / (den_t + eps),
+//   num_t = Σ_{s≤t} a_ts v_s,   den_t = Σ_{s≤t} a_ts.
+// eps sits in the same place in every form: added once to the row's denominator, never to a_ts or to the
+// state, so ā_ts = a_ts / (den_t + eps) and the forms differ only by rounding. Layout [B, H, T, ·]; N is the
+// feature size (2m), P the head width. All forms are differentiable through LibTorch autograd.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace hedgelab::ops {
+
+// Running state of the recurrent form: S = Σ_s φ_k(k_s) v_sᵀ, z = Σ_s φ_k(k_s).
+struct LinearAttentionState {
+  at::Tensor S;  // [B, H, N, P]
+  at::Tensor z;  // [B, H, N]
+};
+
+struct LinearAttentionStep {
+  at::Tensor y;                // [B, H, P]
+  LinearAttentionState state;  // after the token
+};
+
+// Quadratic form, the exact reference: phi_q, phi_k [B,H,T,N], v [B,H,T,P] → y [B,H,T,P]. When weights_out
+// is given it receives ā [B,H,T,T] (zero above the diagonal), e.g. for attention-map probes and the
+// Hedgehog weight loss.
+at::Tensor linear_attention_quadratic(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                                      double eps, at::Tensor* weights_out = nullptr);
+
+// Chunked form: quadratic inside chunks of `chunk` tokens, state (S, z) carried between chunks; any T.
+// `initial` continues from an earlier state (zeros when null); `final_state` receives the state after T.
+at::Tensor linear_attention_chunked(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                                    int64_t chunk, double eps, const LinearAttentionState* initial = nullptr,
+                                    LinearAttentionState* final_state = nullptr);
+
+// Zero state for decoding.
+LinearAttentionState linear_attention_zero_state(int64_t B, int64_t H, int64_t N, int64_t P,
+                                                 const at::TensorOptions& options);
+
+// One token of decoding: phi_q_t, phi_k_t [B,H,N], v_t [B,H,P]. The token attends to itself, so the state is
+// updated first and then read. An undefined state (default-constructed) counts as zeros.
+LinearAttentionStep linear_attention_recurrent_step(const LinearAttentionState& state,
+                                                    const at::Tensor& phi_q_t, const at::Tensor& phi_k_t,
+                                                    const at::Tensor& v_t, double eps);
+
+}  // namespace hedgelab::ops

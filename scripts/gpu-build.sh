@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE (Ubuntu 24.04, PyTorch 2.11 with CUDA), in the repo root, with .debs/ carried
+# (prepare it here with scripts/gpu-gather-debs.sh). Builds HedgeLab with the GUI off against PyTorch's bundled
+# LibTorch, runs the test suite (or the labels in $HEDGELAB_CTEST_LABELS), and leaves logs under $OUT.
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+OUT="${OUT:-$ROOT/out}"
+mkdir -p "$OUT"
+DEBROOT="$ROOT/.debs/root"
+mkdir -p "$DEBROOT"
+for f in "$ROOT"/.debs/*.deb; do dpkg -x "$f" "$DEBROOT"; done
+export LD_LIBRARY_PATH="$DEBROOT/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+TORCH_PREFIX="$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
+BUILD="$ROOT/build-gpu"
+
+{
+  echo "== $(date -u) on $(hostname); $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  cmake --version | head -1
+} 2>&1 | tee "$OUT/build.log"
+
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEDGELAB_GUI=OFF \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEBROOT/usr" \
+  -DQT_HOST_PATH="$DEBROOT/usr" 2>&1 | tee -a "$OUT/build.log"
+cmake --build "$BUILD" -j "$(nproc)" 2>&1 | tail -n 60 | tee -a "$OUT/build.log"
+build_rc=${PIPESTATUS[0]}
+echo "build exit code: $build_rc" | tee -a "$OUT/build.log"
+[ "$build_rc" -eq 0 ] || exit "$build_rc"
+
+labels="${HEDGELAB_CTEST_LABELS:-}"
+ctest --test-dir "$BUILD" --output-on-failure -j 8 ${labels:+-L "$labels"} 2>&1 | tee "$OUT/ctest.log"
+exit "${PIPESTATUS[0]}"

@@ -52,9 +52,7 @@ inline at::Tensor segment_sums(const at::Tensor& log_alpha) {
   // terms[..., r, s] = log α_r where r > s, else 0; a cumulative sum over r then gives the segment sums.
   const at::Tensor terms = log_alpha.unsqueeze(-1).expand(shape).masked_fill(
       future.transpose(0, 1).logical_not(), 0.0);                                              // [..., L, L]
-  (void)terms;
-  const at::Tensor ell = at::cumsum(log_alpha, -1);
-  return (ell.unsqueeze(-1) - ell.unsqueeze(-2)).masked_fill(future, -std::numeric_limits<double>::infinity());
+  return at::cumsum(terms, -2).masked_fill(future, -std::numeric_limits<double>::infinity());  // [..., L, L]
 }
 
 }  // namespace hedgelab::ops::detail

@@ -27,7 +27,7 @@ void check_scan_inputs(const char* fn, const at::Tensor& x, const at::Tensor& Bm
     TORCH_CHECK(t->device() == x.device(), fn, ": inputs must be on one device (x is on ", x.device(),
                 ", got ", t->device(), ")");
   if (same_dtype) {
-    TORCH_CHECK(at::isFloatingType(x.scalar_type()), fn, ": expected floating-point inputs, got ",
+    TORCH_CHECK(c10::isFloatingType(x.scalar_type()), fn, ": expected floating-point inputs, got ",
                 x.scalar_type());
     for (const at::Tensor* t : {&Bm, &Cm, &dt, &A})
       TORCH_CHECK(t->scalar_type() == x.scalar_type(), fn, ": inputs must share x's dtype ", x.scalar_type(),

@@ -43,7 +43,7 @@ at::Tensor hedgehog_features(const at::Tensor& u, const at::Tensor& W, const at:
       return at::softmax(at::cat({z, -z}, -1), -1);  // [B, H, T, 2m]
     case FeatureMapKind::kRawExp: {
       // c bounds both halves' exponents by 0, so neither overflows.
-      const at::Tensor c = z.abs().amax({-1}, /*keepdim=*/true).detach();  // [B, H, T, 1]
+      const at::Tensor c = z.abs().amax({-1}, /*keepdim=*/true);  // [B, H, T, 1]
       return at::cat({at::exp(z - c), at::exp(-z - c)}, -1);      // [B, H, T, 2m]
     }
   }

@@ -18,7 +18,7 @@ void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi
               ": v ", v.sizes(), " does not match phi_q ", phi_q.sizes(), " in [B,H,T]");
   TORCH_CHECK(phi_q.scalar_type() == phi_k.scalar_type() && phi_q.scalar_type() == v.scalar_type(), fn,
               ": phi_q, phi_k and v must share a dtype");
-  TORCH_CHECK(at::isFloatingType(v.scalar_type()), fn, ": expected floating-point tensors");
+  TORCH_CHECK(c10::isFloatingType(v.scalar_type()), fn, ": expected floating-point tensors");
 }
 
 void check_state(const char* fn, const LinearAttentionState& s, int64_t B, int64_t H, int64_t N, int64_t P) {

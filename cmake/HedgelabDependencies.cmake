@@ -32,3 +32,9 @@ if(HEDGELAB_GUI)
   enable_language(C)
   find_package(HDF5 REQUIRED COMPONENTS C)
 endif()
+
+# LibTorch 2.x's shared libraries export copies of some std:: symbols (seen with PyTorch 2.11's wheel); when
+# they bind before libstdc++'s, std::filesystem calls crash. Linking libstdc++ first keeps the real ones.
+if(Torch_VERSION VERSION_GREATER_EQUAL 2.0)
+  add_link_options("LINKER:--no-as-needed" "-lstdc++")
+endif()

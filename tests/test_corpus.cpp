@@ -351,6 +351,19 @@ class TestCorpus : public QObject {
 
   // ---- split
 
+  void small_corpus_still_has_train_and_heldout_parts() {
+    // 100 tokens with 64K blocks and k = 20: blocks shrink to ceil(100 / 40) = 3 tokens.
+    const auto split = split_ranges(100, 65536, 0.05);
+    int64_t heldout = 0, train = 0;
+    for (const auto& r : split.heldout) heldout += r.size();
+    for (const auto& r : split.train) train += r.size();
+    QCOMPARE(heldout, int64_t(6));  // blocks 0 and 20
+    QCOMPARE(train, int64_t(94));
+    // A corpus of at least 2k full blocks keeps the configured block size.
+    const auto big = split_ranges(40 * 10, 10, 0.05);
+    QCOMPARE(big.heldout.front().size(), int64_t(10));
+  }
+
   void split_is_disjoint_complete_and_deterministic() {
     for (const int64_t n : {1, 63, 64, 65, 1000, 1280, 5000}) {
       const SplitRanges s = split_ranges(n, 64, 0.25);  // k = 4: blocks 0, 4, 8, … held out

@@ -99,8 +99,9 @@ struct SplitRanges {
 
 // k = round(1 / heldout_fraction), 0 when the fraction is 0. Throws unless 0 <= fraction <= 0.5.
 int64_t heldout_period(double heldout_fraction);
-// The stream cut into blocks of `block_tokens` (the last one may be short); block b is held out when
-// b % k == 0, so any non-empty corpus has a held-out block; adjacent train blocks merge into one range.
+// The stream cut into blocks of `block_tokens` (the last one may be short; a corpus of fewer than 2k blocks
+// uses blocks of ceil(n / 2k) instead, so it has both parts); block b is held out when b % k == 0, so any
+// non-empty corpus has a held-out block; adjacent train blocks merge into one range.
 SplitRanges split_ranges(int64_t n_tokens, int64_t block_tokens, double heldout_fraction);
 
 class TokenCorpus {

@@ -20,6 +20,7 @@
 #include "core/models/gpt_neox.h"
 
 int main(int argc, char** argv) {
+  hedgelab::prefer_passive_openmp_wait(argv);
   std::string dir;
   int64_t batch = 8, context = 128, reps = 10;
   int threads = 0;

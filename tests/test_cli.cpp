@@ -194,6 +194,20 @@ class TestCli : public QObject {
     QCOMPARE(nlohmann::json::parse(again.out)["ids"], nlohmann::json::parse(r.out)["ids"]);
   }
 
+  void demo_runs_on_the_embedded_teacher_and_default_corpus() {
+    TempDir tmp;
+    auto r = run_cli({"demo", "--out", q(tmp / "demo"), "--max-windows", "4", "--json"});
+    QVERIFY2(r.exit_code == 0, r.err.c_str());
+    auto j = nlohmann::json::parse(r.out);
+    // The shipped teacher must be far better than chance (257) on held-out text.
+    QVERIFY2(j["heldout_perplexity"].get<double>() < 6.0, r.out.c_str());
+    QCOMPARE(j["samples"].size(), size_t(3));
+    QVERIFY(fs::exists(tmp / "demo" / "summary.json"));
+    QVERIFY(fs::exists(tmp / "demo" / "samples.txt"));
+    r = run_cli({"info", "--json"});
+    QCOMPARE(nlohmann::json::parse(r.out)["parameters"].get<int64_t>(), int64_t(859136));
+  }
+
   void pretrain_into_unwritable_place_fails_cleanly() {
     TempDir tmp;
     write_file(tmp / "corpus.txt", std::string(4000, 'a'));

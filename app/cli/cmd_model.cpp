@@ -7,10 +7,23 @@
 #include "app/cli/args.h"
 #include "app/cli/commands.h"
 #include "app/cli/loading.h"
+#include "core/io/unicode.h"
 
 namespace hedgelab::cli {
 
 using nlohmann::json;
+
+namespace {
+// Length of the longest prefix of `bytes` that does not end inside a UTF-8 sequence.
+size_t complete_utf8_prefix(const std::string& bytes) {
+  size_t n = bytes.size(), back = 0;
+  while (back < n && back < 4 && (static_cast<unsigned char>(bytes[n - 1 - back]) & 0xC0) == 0x80) ++back;
+  if (back == n) return n;
+  const unsigned char lead = static_cast<unsigned char>(bytes[n - 1 - back]);
+  const size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  return want > back + 1 ? n - 1 - back : n;
+}
+}  // namespace
 
 int run_info(const Args& args) {
   ArgParser p("info", "Describe a checkpoint folder (default: the embedded demo teacher).");
@@ -98,21 +111,13 @@ int run_generate(const Args& args) {
   std::vector<int64_t> prompt(prompt_ids32.begin(), prompt_ids32.end());
   const bool as_json = p.enabled("json");
   if (!as_json) std::printf("%s", p.str("prompt").c_str());
-  std::vector<io::TokenId> emitted;
-  std::string shown;
-  // Print as tokens arrive; a byte-level token may end mid-character, so print only the new complete text.
+  std::string pending;  // bytes of a character not complete yet
   auto ids = models::generate(teacher.model, prompt, o, [&](int64_t id) {
     if (as_json) return;
-    emitted.push_back(static_cast<io::TokenId>(id));
-    std::string text = tok.decode(emitted, true);
-    size_t cut = text.size();
-    while (cut > shown.size() && (static_cast<unsigned char>(text[cut - 1]) & 0xC0) == 0x80) --cut;
-    if (cut > shown.size() && static_cast<unsigned char>(text[cut - 1]) >= 0xC0) --cut;
-    if (cut > shown.size()) {
-      std::fwrite(text.data() + shown.size(), 1, cut - shown.size(), stdout);
-      std::fflush(stdout);
-      shown = text.substr(0, cut);
-    }
+    pending += tok.decode_bytes({static_cast<io::TokenId>(id)}, true);
+    std::fwrite(pending.data(), 1, complete_utf8_prefix(pending), stdout);
+    std::fflush(stdout);
+    pending.erase(0, complete_utf8_prefix(pending));
   });
   std::vector<io::TokenId> ids32(ids.begin(), ids.end());
   const std::string completion = tok.decode(ids32, true);
@@ -126,7 +131,7 @@ int run_generate(const Args& args) {
                             .dump()
                             .c_str());
   } else {
-    if (completion.size() > shown.size()) std::printf("%s", completion.substr(shown.size()).c_str());
+    if (!pending.empty()) std::printf("%s", io::unicode::utf8_lossy(pending).c_str());
     std::printf("\n");
   }
   return 0;

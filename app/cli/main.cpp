@@ -50,6 +50,7 @@ void print_usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hedgelab::prefer_passive_openmp_wait(argv);
   // Logs go to stderr so that --json output on stdout stays machine-readable.
   spdlog::set_default_logger(spdlog::stderr_color_mt("hedgelab"));
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");

@@ -2,9 +2,18 @@
 
 #include <ATen/Parallel.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <thread>
 
 namespace hedgelab {
+
+void prefer_passive_openmp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);  // only returns on failure: then run on with the spinning default
+}
 
 int configure_threads(int requested) {
   int n = requested > 0 ? requested : static_cast<int>(std::thread::hardware_concurrency());

@@ -430,6 +430,11 @@ void Tokenizer::encode_stream(std::istream& in, const std::function<void(const s
 // -----------------------------------------------------------------------------------
 
 std::string Tokenizer::decode(const std::vector<TokenId>& ids, bool skip_special_tokens) const {
+  const std::string bytes = decode_bytes(ids, skip_special_tokens);
+  return impl_->byte_level_decoder ? unicode::utf8_lossy(bytes) : bytes;
+}
+
+std::string Tokenizer::decode_bytes(const std::vector<TokenId>& ids, bool skip_special_tokens) const {
   std::vector<const std::string*> tokens;
   tokens.reserve(ids.size());
   for (TokenId id : ids) {
@@ -468,7 +473,7 @@ std::string Tokenizer::decode(const std::vector<TokenId>& ids, bool skip_special
     }
     bytes += all_symbols ? token_bytes : *token;
   }
-  return unicode::utf8_lossy(bytes);
+  return bytes;
 }
 
 std::size_t Tokenizer::vocab_size() const {

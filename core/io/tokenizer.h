@@ -50,6 +50,9 @@ class Tokenizer {
   static constexpr std::size_t kDefaultStreamChunkBytes = std::size_t{1} << 20;
   // Decodes as the library does: unknown ids are dropped; with skip_special_tokens, special added tokens too.
   std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens = false) const;
+  // The raw bytes before the lossy UTF-8 reading: a byte-level token may end inside a character, so a
+  // streaming printer concatenates these and prints only complete characters.
+  std::string decode_bytes(const std::vector<TokenId>& ids, bool skip_special_tokens = false) const;
 
   std::size_t vocab_size() const;  // largest id + 1, added tokens included
   std::optional<TokenId> token_to_id(std::string_view token) const;

@@ -23,7 +23,7 @@ BUILD="$ROOT/build-gpu"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEDGELAB_GUI=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEBROOT/usr" \
   -DQT_HOST_PATH="$DEBROOT/usr" 2>&1 | tee -a "$OUT/build.log"
-cmake --build "$BUILD" -j "$(nproc)" 2>&1 | tail -n 60 | tee -a "$OUT/build.log"
+cmake --build "$BUILD" -j "$(nproc)" -- -k 0 2>&1 | tail -n 60 | tee -a "$OUT/build.log"
 build_rc=${PIPESTATUS[0]}
 echo "build exit code: $build_rc" | tee -a "$OUT/build.log"
 [ "$build_rc" -eq 0 ] || exit "$build_rc"

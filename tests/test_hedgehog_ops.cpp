@@ -2,6 +2,7 @@
 // hand-written formula, and the quadratic, chunked and recurrent forms (and their gradients) against each
 // other.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <QTest>

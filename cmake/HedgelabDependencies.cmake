@@ -33,8 +33,10 @@ if(HEDGELAB_GUI)
   find_package(HDF5 REQUIRED COMPONENTS C)
 endif()
 
-# LibTorch 2.x's shared libraries export copies of some std:: symbols (seen with PyTorch 2.11's wheel); when
-# they bind before libstdc++'s, std::filesystem calls crash. Linking libstdc++ first keeps the real ones.
+# LibTorch 2.x's shared libraries export copies of some std:: symbols (seen with PyTorch 2.11's wheel: even
+# libstdc++'s own std::filesystem references bound to libtorch_cpu's copies, and std::filesystem calls
+# crashed). Naming libstdc++ right before LibTorch on every link line puts it first in the load order.
+set(HEDGELAB_STDCXX_BEFORE_TORCH "")
 if(Torch_VERSION VERSION_GREATER_EQUAL 2.0)
-  add_link_options("LINKER:--no-as-needed" "-lstdc++")
+  set(HEDGELAB_STDCXX_BEFORE_TORCH "-Wl,--no-as-needed" stdc++)
 endif()

@@ -12,7 +12,7 @@ for f in "$ROOT"/.debs/*.deb; do dpkg -x "$f" "$DEBROOT"; done
 export LD_LIBRARY_PATH="$DEBROOT/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 TORCH_PREFIX="$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
-BUILD="$ROOT/build-gpu"
+BUILD="${HEDGELAB_GPU_BUILD_DIR:-$ROOT/build-gpu}"
 
 {
   echo "== $(date -u) on $(hostname); $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"

@@ -425,6 +425,12 @@ void save_gpt_neox(GptNeoXForCausalLM& model, const io::Tokenizer& tokenizer, co
 
 PerplexityResult perplexity(GptNeoXForCausalLM& model, const at::Tensor& windows, int64_t batch_size,
                             const std::function<void(int64_t, int64_t)>& progress) {
+  return perplexity([&model](const at::Tensor& ids) { return model->forward(ids).logits; }, windows, batch_size,
+                    progress);
+}
+
+PerplexityResult perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of, const at::Tensor& windows,
+                            int64_t batch_size, const std::function<void(int64_t, int64_t)>& progress) {
   TORCH_CHECK(windows.dim() == 2 && windows.size(1) >= 2, "perplexity expects windows [N, T+1]");
   torch::NoGradGuard no_grad;
   const int64_t N = windows.size(0), T = windows.size(1) - 1;
@@ -432,7 +438,7 @@ PerplexityResult perplexity(GptNeoXForCausalLM& model, const at::Tensor& windows
   for (int64_t s = 0; s < N; s += batch_size) {
     const int64_t b = std::min(batch_size, N - s);
     at::Tensor w = windows.narrow(0, s, b);                       // [b, T+1]
-    at::Tensor logits = model->forward(w.narrow(1, 0, T)).logits;  // [b, T, V]
+    at::Tensor logits = logits_of(w.narrow(1, 0, T));              // [b, T, V]
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);  // [b, T, V]
     at::Tensor target = w.narrow(1, 1, T).unsqueeze(-1);          // [b, T, 1]
     nll -= logp.gather(-1, target).to(at::kDouble).sum().item<double>();

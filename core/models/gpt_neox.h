@@ -167,6 +167,9 @@ struct PerplexityResult {
 // `progress(done, total)` is called after each batch.
 PerplexityResult perplexity(GptNeoXForCausalLM& model, const at::Tensor& windows, int64_t batch_size,
                             const std::function<void(int64_t, int64_t)>& progress = {});
+// The same protocol for any language model given as ids [b, T] → logits [b, T, V] (students, baselines).
+PerplexityResult perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of, const at::Tensor& windows,
+                            int64_t batch_size, const std::function<void(int64_t, int64_t)>& progress = {});
 
 struct GenerationOptions {
   int64_t max_new_tokens = 32;

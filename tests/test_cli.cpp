@@ -208,6 +208,50 @@ class TestCli : public QObject {
     QCOMPARE(nlohmann::json::parse(r.out)["parameters"].get<int64_t>(), int64_t(859136));
   }
 
+  void distill_bad_inputs_fail_with_one_line() {
+    TempDir tmp;
+    EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--preset", "no-such-preset"}), "no-such-preset", "demo");
+    nlohmann::json bad = {{"data", {{"context", -1}}}};
+    write_file(tmp / "bad.json", bad.dump());
+    EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--preset", q(tmp / "bad.json")}), "bad.json", "data.context");
+    write_file(tmp / "tiny.txt", "only a few words\n");
+    nlohmann::json small = {{"teacher", (fixtures_dir() / "gpt_neox_parallel").string()},
+                            {"corpus", (tmp / "tiny.txt").string()}};
+    write_file(tmp / "small.json", small.dump());
+    EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--preset", q(tmp / "small.json"), "--no-cache"}), "tiny.txt",
+                            "fewer than");
+    const auto llama = copy_fixture(tmp, "gpt_neox_parallel");
+    auto cfg = nlohmann::json::parse(read_file(llama / "config.json"));
+    cfg["model_type"] = "llama";
+    write_file(llama / "config.json", cfg.dump());
+    EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--teacher", q(llama)}), "model_type", "llama");
+    write_file(tmp / "blocker", "a file");
+    EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--out", q(tmp / "blocker" / "student")}), "blocker");
+  }
+
+  void distill_tiny_recipe_saves_a_student() {
+    TempDir tmp;
+    std::string text;
+    for (int i = 0; i < 300; ++i) text += "The quick brown fox " + std::to_string(i % 13) + " jumps.\n";
+    write_file(tmp / "corpus.txt", text);
+    nlohmann::json recipe = {{"name", "tiny"},
+                             {"teacher", (fixtures_dir() / "gpt_neox_parallel").string()},
+                             {"corpus", (tmp / "corpus.txt").string()},
+                             {"data", {{"context", 16}, {"batch_size", 2}, {"eval_every", 4}, {"eval_windows", 2}}},
+                             {"model", {{"chunk", 8}}},
+                             {"stage1", {{"tokens", 128}, {"warmup_steps", 1}}},
+                             {"stage2", {{"tokens", 128}, {"warmup_steps", 1}}}};
+    write_file(tmp / "tiny.json", recipe.dump());
+    auto r = run_cli({"distill", "--preset", q(tmp / "tiny.json"), "--out", q(tmp / "student"), "--no-cache", "--json"});
+    QVERIFY2(r.exit_code == 0, r.err.c_str());
+    auto j = nlohmann::json::parse(r.out);
+    QCOMPARE(j["runs"].size(), size_t(2));
+    QCOMPARE(j["runs"][1]["run"].get<std::string>(), std::string("hedgemamba"));
+    QCOMPARE(j["runs"][1]["steps"].get<int>(), 8);
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
+      QVERIFY2(fs::exists(tmp / "student" / f), f);
+  }
+
   void pretrain_into_unwritable_place_fails_cleanly() {
     TempDir tmp;
     write_file(tmp / "corpus.txt", std::string(4000, 'a'));

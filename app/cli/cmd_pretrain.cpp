@@ -16,11 +16,6 @@
 
 namespace hedgelab::cli {
 
-namespace {
-std::atomic<bool> g_stop{false};
-extern "C" void on_interrupt(int) { g_stop.store(true); }
-}  // namespace
-
 int run_pretrain(const Args& args) {
   ArgParser p("pretrain",
               "Train a GPT-NeoX teacher from scratch on a corpus. AdamW with warmup + cosine, gradient clipping,\n"
@@ -93,7 +88,7 @@ int run_pretrain(const Args& args) {
   util::ProgressBar bar("pretrain", cfg.steps, "steps");
   double last_ppl = 0.0;
   train::PretrainCallbacks cb;
-  cb.stop_requested = &g_stop;
+  cb.stop_requested = &InterruptGuard::flag();
   cb.on_step = [&](const train::PretrainStep& s) {
     char buf[160];
     std::snprintf(buf, sizeof buf, "loss %.4f lr %.2e |g| %.2f %.0f tok/s%s", s.loss, s.lr, s.grad_norm,
@@ -105,15 +100,8 @@ int run_pretrain(const Args& args) {
     spdlog::info("step {}: held-out perplexity {:.4f} (best {:.4f}){}", e.step, e.heldout_perplexity,
                  e.best_perplexity, e.saved ? ", saved" : "");
   };
-  auto previous = std::signal(SIGINT, on_interrupt);
-  train::PretrainResult r;
-  try {
-    r = train::pretrain(cfg, data, tok, p.str("out"), cb);
-  } catch (...) {
-    std::signal(SIGINT, previous);
-    throw;
-  }
-  std::signal(SIGINT, previous);
+  InterruptGuard interrupt_guard;
+  const train::PretrainResult r = train::pretrain(cfg, data, tok, p.str("out"), cb);
   bar.finish();
   nlohmann::json j = {{"out", p.str("out")},
                       {"best_heldout_perplexity", r.best_perplexity},

@@ -15,5 +15,6 @@ int run_generate(const Args& args);
 int run_eval(const Args& args);
 int run_pretrain(const Args& args);
 int run_demo(const Args& args);
+int run_distill(const Args& args);
 
 }  // namespace hedgelab::cli

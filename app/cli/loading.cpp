@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <csignal>
+
 #include "core/common/error.h"
 #include "core/common/paths.h"
 #include "core/data/tokenizer_encoder.h"
@@ -27,10 +29,12 @@ io::Tokenizer load_tokenizer(const io::CheckpointFolder& folder) {
   return io::Tokenizer::from_file(*path);
 }
 
-data::TokenCorpus load_corpus_with(const io::Tokenizer& tokenizer, const std::string& path, bool use_cache) {
+data::TokenCorpus load_corpus_with(const io::Tokenizer& tokenizer, const std::string& path, bool use_cache,
+                                   double heldout_fraction) {
   const std::filesystem::path source = path.empty() ? data::default_corpus_path() : std::filesystem::path(path);
   data::CorpusOptions options;
   options.use_cache = use_cache;
+  options.heldout_fraction = heldout_fraction;
   auto corpus = data::load_corpus(source, data::text_encoder_for(tokenizer), options);
   spdlog::info("corpus {}: {} tokens ({} train, {} held out), tokenization cache: {}", source.string(),
                corpus.size(), corpus.train().size(), corpus.heldout().size(),
@@ -44,5 +48,14 @@ at::Tensor eval_windows(const data::TokenView& view, int64_t T, int64_t max_wind
   if (max_windows > 0 && static_cast<int64_t>(starts.size()) > max_windows) starts.resize(max_windows);
   return data::eval_batch(view, T, starts);  // [N, T+1]
 }
+
+namespace {
+std::atomic<bool> g_interrupted{false};
+extern "C" void hedgelab_cli_on_interrupt(int) { g_interrupted.store(true); }
+}  // namespace
+
+InterruptGuard::InterruptGuard() { previous_ = std::signal(SIGINT, hedgelab_cli_on_interrupt); }
+InterruptGuard::~InterruptGuard() { std::signal(SIGINT, previous_); }
+const std::atomic<bool>& InterruptGuard::flag() { return g_interrupted; }
 
 }  // namespace hedgelab::cli

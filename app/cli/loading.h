@@ -28,7 +28,8 @@ io::Tokenizer load_tokenizer(const io::CheckpointFolder& folder);
 namespace hedgelab::cli {
 
 // `path` empty = the default corpus (data/kjv.txt). Logs what was read and whether the cache was hit.
-data::TokenCorpus load_corpus_with(const io::Tokenizer& tokenizer, const std::string& path, bool use_cache);
+data::TokenCorpus load_corpus_with(const io::Tokenizer& tokenizer, const std::string& path, bool use_cache,
+                                   double heldout_fraction = data::CorpusOptions{}.heldout_fraction);
 
 }  // namespace hedgelab::cli
 
@@ -38,5 +39,24 @@ namespace hedgelab::cli {
 
 // The §5 protocol's windows of `view` as one [N, T+1] int64 tensor, the first `max_windows` when > 0.
 at::Tensor eval_windows(const data::TokenView& view, int64_t T, int64_t max_windows);
+
+}  // namespace hedgelab::cli
+
+#include <atomic>
+
+namespace hedgelab::cli {
+
+// While alive, Ctrl+C sets a flag instead of killing the process, so long work stops cleanly between steps.
+class InterruptGuard {
+ public:
+  InterruptGuard();
+  ~InterruptGuard();
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+  static const std::atomic<bool>& flag();
+
+ private:
+  void (*previous_)(int) = nullptr;
+};
 
 }  // namespace hedgelab::cli

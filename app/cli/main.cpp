@@ -29,6 +29,8 @@ const Command kCommands[] = {
     {"eval", "perplexity of a checkpoint on a corpus (held-out split)", hedgelab::cli::run_eval},
     {"generate", "continue a prompt (greedy or sampled)", hedgelab::cli::run_generate},
     {"pretrain", "train a GPT-NeoX teacher from scratch on a corpus", hedgelab::cli::run_pretrain},
+    {"distill", "run the two-stage recipe (or --compare the paper's runs) from a preset",
+     hedgelab::cli::run_distill},
     {"demo", "the embedded demo: evaluate and sample the demo teacher on the default corpus",
      hedgelab::cli::run_demo},
 };

@@ -259,15 +259,7 @@ void RecipeRunner::train_stage2(const RecipeConfig& recipe, const std::string& r
   model.set_training(false);
 }
 
-RunSummary RecipeRunner::run_hedgemamba(const RecipeConfig& recipe, const std::string& run,
-                                        models::HedgeMambaStudent* student_out,
-                                        const models::HedgehogLM* trained_stage1) {
-  const auto t0 = std::chrono::steady_clock::now();
-  RunSummary summary;
-  summary.run = run;
-  models::HedgehogLM stage1 = trained_stage1 ? *trained_stage1 : train_stage1(recipe, run, summary);
-  if (trained_stage1) summary.stage1_tokens = recipe.stage1_steps() * recipe.tokens_per_step();
-  auto student = models::HedgeMambaStudentImpl::from_stage1(stage1, mixer_options(recipe));
+RecipeRunner::Stage2Model RecipeRunner::stage2_model_of(models::HedgeMambaStudent student) {
   Stage2Model m;
   m.logits = [student](const at::Tensor& ids) mutable { return student->forward(ids); };
   m.layer_outputs = [student](const at::Tensor& ids) mutable {
@@ -278,6 +270,19 @@ RunSummary RecipeRunner::run_hedgemamba(const RecipeConfig& recipe, const std::s
   set_all_trainable(*student, true);
   m.parameters = trainable(*student);
   m.set_training = [student](bool on) mutable { student->train(on); };
+  return m;
+}
+
+RunSummary RecipeRunner::run_hedgemamba(const RecipeConfig& recipe, const std::string& run,
+                                        models::HedgeMambaStudent* student_out,
+                                        const models::HedgehogLM* trained_stage1) {
+  const auto t0 = std::chrono::steady_clock::now();
+  RunSummary summary;
+  summary.run = run;
+  models::HedgehogLM stage1 = trained_stage1 ? *trained_stage1 : train_stage1(recipe, run, summary);
+  if (trained_stage1) summary.stage1_tokens = recipe.stage1_steps() * recipe.tokens_per_step();
+  auto student = models::HedgeMambaStudentImpl::from_stage1(stage1, mixer_options(recipe));
+  Stage2Model m = stage2_model_of(student);
   const bool kd_from_stage1 = recipe.stage2.kd_target == "stage1";
   train_stage2(recipe, run, m, recipe.stage2.tokens, kd_from_stage1 ? &stage1 : nullptr, summary);
   summary.perplexity = evaluate([student](const at::Tensor& ids) mutable { return student->forward(ids); }, 0);
@@ -319,16 +324,7 @@ RunSummary RecipeRunner::run_direct() {
   summary.run = "direct";
   auto student = models::HedgeMambaStudentImpl::direct(teacher_, mixer_options(recipe_),
                                                        static_cast<uint64_t>(recipe_.seed));
-  Stage2Model m;
-  m.logits = [student](const at::Tensor& ids) mutable { return student->forward(ids); };
-  m.layer_outputs = [student](const at::Tensor& ids) mutable {
-    models::StudentCaptureOptions c;
-    c.mixer_io = true;
-    return student->forward_with(ids, c).mixer_output;
-  };
-  set_all_trainable(*student, true);
-  m.parameters = trainable(*student);
-  m.set_training = [student](bool on) mutable { student->train(on); };
+  Stage2Model m = stage2_model_of(student);
   // The whole budget goes to the one-step distillation (the KD target is always the teacher here).
   RecipeConfig recipe = recipe_;
   recipe.stage2.kd_target = "teacher";

@@ -74,6 +74,7 @@ class RecipeRunner {
     NamedTensors parameters;
     std::function<void(bool)> set_training;
   };
+  static Stage2Model stage2_model_of(models::HedgeMambaStudent student);  // every parameter trainable
   void train_stage2(const RecipeConfig& recipe, const std::string& run, Stage2Model model, int64_t tokens,
                     const models::HedgehogLM* kd_stage1, RunSummary& summary);
   double evaluate(const std::function<at::Tensor(const at::Tensor&)>& logits_of, int64_t max_windows) const;

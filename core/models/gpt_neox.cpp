@@ -452,9 +452,7 @@ PerplexityResult perplexity(const std::function<at::Tensor(const at::Tensor&)>& 
   return r;
 }
 
-namespace {
-
-int64_t pick_token(const at::Tensor& logits /*[V]*/, const GenerationOptions& o, Prng& prng) {
+int64_t pick_next_token(const at::Tensor& logits /*[V]*/, const GenerationOptions& o, Prng& prng) {
   at::Tensor l = logits.to(at::kDouble).contiguous();
   if (o.temperature <= 0.0) return l.argmax().item<int64_t>();
   l = l / o.temperature;
@@ -476,8 +474,6 @@ int64_t pick_token(const at::Tensor& logits /*[V]*/, const GenerationOptions& o,
   return last_nonzero;  // rounding left u just above the total
 }
 
-}  // namespace
-
 std::vector<int64_t> generate(GptNeoXForCausalLM& model, const std::vector<int64_t>& prompt,
                               const GenerationOptions& options, const std::function<void(int64_t)>& on_token) {
   if (prompt.empty()) throw Error("prompt", "is empty; give at least one token");
@@ -489,7 +485,7 @@ std::vector<int64_t> generate(GptNeoXForCausalLM& model, const std::vector<int64
   std::vector<int64_t> out;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     at::Tensor logits = model->forward(ids, {}, &cache).logits;  // [1, T, V]
-    const int64_t next = pick_token(logits[0][logits.size(1) - 1].to(at::kCPU), options, prng);
+    const int64_t next = pick_next_token(logits[0][logits.size(1) - 1].to(at::kCPU), options, prng);
     out.push_back(next);
     if (on_token) on_token(next);
     if (options.stop_token && next == *options.stop_token) break;

@@ -179,6 +179,16 @@ struct GenerationOptions {
   std::optional<int64_t> stop_token;  // stop after emitting it
 };
 
+}  // namespace hedgelab::models
+namespace hedgelab {
+class Prng;
+}
+namespace hedgelab::models {
+
+// The next token from last-position logits [V]: argmax when temperature is 0, else a draw from the
+// temperature-scaled, top-k-cut softmax with `prng`. Shared by every model's generate().
+int64_t pick_next_token(const at::Tensor& logits, const GenerationOptions& options, Prng& prng);
+
 // Decodes with a KV cache; returns only the new ids. Sampling uses HedgeLab's own seeded PRNG, so a seed
 // gives the same text on every machine and LibTorch version.
 std::vector<int64_t> generate(GptNeoXForCausalLM& model, const std::vector<int64_t>& prompt,

@@ -248,32 +248,6 @@ HedgeMambaStudent load_student(const std::filesystem::path& dir) {
 // ---- generation
 // ----------------------------------------------------------------------------------------------
 
-namespace {
-
-// The teacher's sampling rule (gpt_neox.cpp), so a seed gives the same choices for either model.
-int64_t pick_token(const at::Tensor& logits /*[V]*/, const GenerationOptions& o, Prng& prng) {
-  at::Tensor l = logits.to(at::kDouble).contiguous();  // [V]
-  if (o.temperature <= 0.0) return l.argmax().item<int64_t>();
-  l = l / o.temperature;
-  if (o.top_k > 0 && o.top_k < l.size(0)) {
-    const double kth = std::get<0>(l.topk(o.top_k)).min().item<double>();
-    l = l.masked_fill(l < kth, -std::numeric_limits<double>::infinity());
-  }
-  const at::Tensor p = at::softmax(l, 0).contiguous();  // [V]
-  const double* pp = p.data_ptr<double>();
-  const double u = prng.next_double();
-  double acc = 0.0;
-  int64_t last_nonzero = 0;
-  for (int64_t i = 0; i < p.size(0); ++i) {
-    if (pp[i] <= 0.0) continue;
-    last_nonzero = i;
-    acc += pp[i];
-    if (u < acc) return i;
-  }
-  return last_nonzero;  // rounding left u just above the total
-}
-
-}  // namespace
 
 std::vector<int64_t> generate(HedgeMambaStudent& student, const std::vector<int64_t>& prompt,
                               const GenerationOptions& options,
@@ -288,7 +262,7 @@ std::vector<int64_t> generate(HedgeMambaStudent& student, const std::vector<int6
   at::Tensor last = student->forward(ids, state).select(1, ids.size(1) - 1);             // [1, V]
   std::vector<int64_t> out;
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
-    const int64_t next = pick_token(last[0].to(at::kCPU), options, prng);
+    const int64_t next = pick_next_token(last[0].to(at::kCPU), options, prng);
     out.push_back(next);
     if (on_token) on_token(next);
     if (options.stop_token && next == *options.stop_token) break;

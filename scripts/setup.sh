@@ -20,4 +20,6 @@ fi
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -x build/app/gui/hedgelab ]; then
   exec build/app/gui/hedgelab --demo
 fi
-exec build/app/cli/hedgelab-cli demo --out out/demo
+# Headless: the teacher (evaluated and sampled), then the two-stage recipe on it (about 10 minutes on 2 cores).
+build/app/cli/hedgelab-cli demo --out out/demo
+exec build/app/cli/hedgelab-cli distill --preset demo --out out/demo/student

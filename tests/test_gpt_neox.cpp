@@ -11,18 +11,15 @@
 #include "core/io/safetensors_torch.h"
 #include "core/io/tokenizer.h"
 #include "core/models/gpt_neox.h"
+#include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
 
 using namespace hedgelab;
 using hedgelab::testing::fixtures_dir;
 
-namespace {
+using hedgelab::testing::relative_error;
 
-// ‖a − b‖∞ / ‖b‖∞: the relative error the 1e-4 bound is stated in.
-double relative_error(const at::Tensor& a, const at::Tensor& b) {
-  const double denom = b.abs().max().item<double>();
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / std::max(denom, 1e-30);
-}
+namespace {
 
 struct Reference {
   std::map<std::string, at::Tensor> tensors;

@@ -11,20 +11,17 @@
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedge_mamba_scan_ref.h"
 #include "core/ops/linear_attention.h"
+#include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
 
 using namespace hedgelab::ops;
+
+using hedgelab::testing::relative_error;
 
 namespace {
 
 const auto kF64 = at::TensorOptions().dtype(at::kDouble);
 const auto kF32 = at::TensorOptions().dtype(at::kFloat);
-
-// max |a − b| / max |b|: the relative error of a against the reference b.
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  const double scale = std::max(b.abs().max().item<double>(), 1e-300);
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
-}
 
 bool all_finite(const at::Tensor& t) {
   return at::isfinite(t).all().item<bool>();
@@ -64,9 +61,9 @@ ScanOutput quadratic(const ScanInputs& in, const ScanState* initial = nullptr,
 
 // The worst relative error over num, den and the final state.
 double output_err(const ScanOutput& got, const ScanOutput& ref) {
-  return std::max({rel_err(got.num, ref.num), rel_err(got.den, ref.den),
-                   rel_err(got.final_state.S, ref.final_state.S),
-                   rel_err(got.final_state.n, ref.final_state.n)});
+  return std::max({relative_error(got.num, ref.num), relative_error(got.den, ref.den),
+                   relative_error(got.final_state.S, ref.final_state.S),
+                   relative_error(got.final_state.n, ref.final_state.n)});
 }
 
 bool g_fake_called = false;
@@ -135,7 +132,7 @@ class TestHedgeMambaScan : public QObject {
     for (int64_t chunk : {16, 5}) {
       const auto got = grads(chunked(in, chunk));
       for (int i = 0; i < 5; ++i) {
-        const double err = rel_err(got[i], ref[i]);
+        const double err = relative_error(got[i], ref[i]);
         qInfo("grad %s chunked(%lld) vs sequential (float64): rel err %.3g", names[i],
               static_cast<long long>(chunk), err);
         QVERIFY2(err < 1e-10, names[i]);
@@ -186,7 +183,7 @@ class TestHedgeMambaScan : public QObject {
     const ScanOutput out = chunked(in, 16);
     const at::Tensor y = out.num / (out.den + eps).unsqueeze(-1);
     const at::Tensor ref = linear_attention_quadratic(in.Cm, in.Bm, in.x, eps);  // C = φ_q(q), B = φ_k(k)
-    const double err = rel_err(y, ref);
+    const double err = relative_error(y, ref);
     qInfo("scan with alpha = 1, dt = 1 vs linear attention: rel err %.3g", err);
     QVERIFY(err < 1e-12);
   }
@@ -197,8 +194,8 @@ class TestHedgeMambaScan : public QObject {
     const ScanOutput out = quadratic(in, nullptr, &M);
     QCOMPARE(M.sizes(), at::IntArrayRef({1, 2, 11, 11}));
     QCOMPARE(M.triu(1).abs().max().item<double>(), 0.0);
-    QVERIFY(rel_err(at::matmul(M, in.x), out.num) < 1e-14);
-    QVERIFY(rel_err(M.sum(-1), out.den) < 1e-14);
+    QVERIFY(relative_error(at::matmul(M, in.x), out.num) < 1e-14);
+    QVERIFY(relative_error(M.sum(-1), out.den) < 1e-14);
     // One entry by hand: M_ts = (C_t·B_s) Δ_s Π_{s<r≤t} α_r.
     const int64_t h = 1, t = 9, s = 3;
     double decay = 1;
@@ -219,11 +216,11 @@ class TestHedgeMambaScan : public QObject {
       const ScanOutput out = chunked(in, 16);
       QVERIFY(all_finite(out.num) && all_finite(out.den) && all_finite(out.final_state.S));
       // With e^{−50} ≈ 2e-22 the past is gone: each token sees only itself.
-      QVERIFY(rel_err(out.num, (in.Cm * in.Bm).sum(-1, true) * in.x) < 1e-6);
+      QVERIFY(relative_error(out.num, (in.Cm * in.Bm).sum(-1, true) * in.x) < 1e-6);
       const auto g = torch::autograd::grad({out.num.sum() + out.den.sum()}, leaves);
       for (const at::Tensor& gi : g)
         QVERIFY(all_finite(gi));
-      QVERIFY(rel_err(out.num, sequential(in).num) < 1e-6);
+      QVERIFY(relative_error(out.num, sequential(in).num) < 1e-6);
     }
     // Strong decay early, weak later (log α from −50 to −0.01): the state carried across many chunks must not
     // lose precision to the early decay.

@@ -12,18 +12,15 @@
 #include "core/models/hedgehog.h"
 #include "core/ops/hedgehog_feature_map.h"
 #include "core/ops/linear_attention.h"
+#include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
 
 using namespace hedgelab;
 using hedgelab::testing::fixtures_dir;
 
-namespace {
+using hedgelab::testing::relative_error;
 
-// ‖a − b‖∞ / ‖b‖∞.
-double relative_error(const at::Tensor& a, const at::Tensor& b) {
-  const double denom = b.abs().max().item<double>();
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / std::max(denom, 1e-30);
-}
+namespace {
 
 models::GptNeoXForCausalLM load(const char* name) {
   return models::load_gpt_neox(io::CheckpointFolder::open(fixtures_dir() / name));

@@ -11,20 +11,17 @@
 
 #include "core/ops/hedgehog_feature_map.h"
 #include "core/ops/linear_attention.h"
+#include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
 
 using namespace hedgelab::ops;
+
+using hedgelab::testing::relative_error;
 
 namespace {
 
 const auto kF64 = at::TensorOptions().dtype(at::kDouble);
 const auto kF32 = at::TensorOptions().dtype(at::kFloat);
-
-// max |a − b| / max |b|: the relative error of a against the reference b.
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-  const double scale = std::max(b.abs().max().item<double>(), 1e-300);
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
-}
 
 // Positive features as the model produces them: per-half softmax of a random projection.
 at::Tensor random_features(int64_t B, int64_t H, int64_t T, int64_t m, const at::TensorOptions& o) {
@@ -127,7 +124,7 @@ class TestHedgehogOps : public QObject {
          {FeatureMapKind::kPerHalfSoftmax, FeatureMapKind::kJointSoftmax, FeatureMapKind::kRawExp}) {
       const at::Tensor got = hedgehog_features(u, W, b, kind);  // [B, H, T, 2m]
       QCOMPARE(got.sizes(), at::IntArrayRef({2, 3, 5, 12}));
-      const double err = rel_err(got, features_by_hand(u, W, b, kind));
+      const double err = relative_error(got, features_by_hand(u, W, b, kind));
       qInfo("%s vs hand formula: rel err %.3g", feature_map_kind_name(kind).c_str(), err);
       QVERIFY2(err < 1e-13, feature_map_kind_name(kind).c_str());
     }
@@ -139,14 +136,14 @@ class TestHedgehogOps : public QObject {
     const at::Tensor b = at::randn({2, 5}, kF64);                                             // [H, m]
     const at::Tensor per_half = hedgehog_features(u, W, b, FeatureMapKind::kPerHalfSoftmax);  // [B, H, T, 10]
     const at::Tensor ones = at::ones({2, 2, 7}, kF64);
-    QVERIFY(rel_err(per_half.slice(-1, 0, 5).sum(-1), ones) < 1e-14);
-    QVERIFY(rel_err(per_half.slice(-1, 5, 10).sum(-1), ones) < 1e-14);
+    QVERIFY(relative_error(per_half.slice(-1, 0, 5).sum(-1), ones) < 1e-14);
+    QVERIFY(relative_error(per_half.slice(-1, 5, 10).sum(-1), ones) < 1e-14);
     const at::Tensor joint = hedgehog_features(u, W, b, FeatureMapKind::kJointSoftmax);  // [B, H, T, 10]
-    QVERIFY(rel_err(joint.sum(-1), ones) < 1e-14);
-    QVERIFY(rel_err(joint.slice(-1, 0, 5).sum(-1), ones) > 1e-3);  // joint is not normalised per half
+    QVERIFY(relative_error(joint.sum(-1), ones) < 1e-14);
+    QVERIFY(relative_error(joint.slice(-1, 0, 5).sum(-1), ones) > 1e-3);  // joint is not normalised per half
     // raw exp: its largest entry per token is exactly e^0 = 1.
     const at::Tensor raw = hedgehog_features(u, W, b, FeatureMapKind::kRawExp);
-    QVERIFY(rel_err(std::get<0>(raw.max(-1)), ones) < 1e-15);
+    QVERIFY(relative_error(std::get<0>(raw.max(-1)), ones) < 1e-15);
   }
 
   void identity_init_gives_analytic_value() {
@@ -160,7 +157,7 @@ class TestHedgehogOps : public QObject {
     const at::Tensor expected = at::tensor({1.0 / 6, 2.0 / 6, 3.0 / 6, 6.0 / 11, 3.0 / 11, 2.0 / 11}, kF64)
                                     .view({1, 1, 1, 6})
                                     .expand({1, 2, 1, 6});
-    QVERIFY(rel_err(phi, expected) < 1e-15);
+    QVERIFY(relative_error(phi, expected) < 1e-15);
     HL_EXPECT_ERROR(hedgehog_identity_init(2, 4, 3), "hedgehog_identity_init: m", "m == P", "m=4", "P=3");
   }
 
@@ -211,16 +208,16 @@ class TestHedgehogOps : public QObject {
     const at::Tensor v = at::randn({2, 2, 9, 4}, kF64);      // [B, H, T, P]
     at::Tensor weights;
     const at::Tensor y = linear_attention_quadratic(q, k, v, 0.0, &weights);
-    const double err = rel_err(y, linear_attention_by_hand(q, k, v, 0.0));
+    const double err = relative_error(y, linear_attention_by_hand(q, k, v, 0.0));
     qInfo("quadratic vs hand formula: rel err %.3g", err);
     QVERIFY(err < 1e-13);
     QCOMPARE(weights.sizes(), at::IntArrayRef({2, 2, 9, 9}));
-    QVERIFY(rel_err(weights.sum(-1), at::ones({2, 2, 9}, kF64)) < 1e-14);
+    QVERIFY(relative_error(weights.sum(-1), at::ones({2, 2, 9}, kF64)) < 1e-14);
     QCOMPARE(weights.triu(1).abs().max().item<double>(), 0.0);  // causal: nothing from the future
     QVERIFY(weights.min().item<double>() >= 0.0);
     // eps enters once, in the row's denominator.
     const double eps = 0.3;
-    QVERIFY(rel_err(linear_attention_quadratic(q, k, v, eps), linear_attention_by_hand(q, k, v, eps)) <
+    QVERIFY(relative_error(linear_attention_quadratic(q, k, v, eps), linear_attention_by_hand(q, k, v, eps)) <
             1e-13);
   }
 
@@ -234,7 +231,7 @@ class TestHedgehogOps : public QObject {
       for (int64_t chunk : {1, 16, 64}) {
         const at::Tensor y = linear_attention_chunked(q, k, v, chunk, 1e-6);
         QCOMPARE(y.sizes(), ref.sizes());
-        const double err = rel_err(y, ref);
+        const double err = relative_error(y, ref);
         worst = std::max(worst, err);
         QVERIFY2(err <= 1e-5, ("T=" + std::to_string(T) + " chunk=" + std::to_string(chunk) +
                                " err=" + std::to_string(err))
@@ -250,8 +247,8 @@ class TestHedgehogOps : public QObject {
     const at::Tensor q = random_features(1, 2, 13, 3, kF64), k = random_features(1, 2, 13, 3, kF64);
     const at::Tensor v = at::randn({1, 2, 13, 5}, kF64);
     const at::Tensor ref = linear_attention_by_hand(q, k, v, eps);
-    QVERIFY(rel_err(linear_attention_quadratic(q, k, v, eps), ref) < 1e-13);
-    QVERIFY(rel_err(linear_attention_chunked(q, k, v, 4, eps), ref) < 1e-13);
+    QVERIFY(relative_error(linear_attention_quadratic(q, k, v, eps), ref) < 1e-13);
+    QVERIFY(relative_error(linear_attention_chunked(q, k, v, 4, eps), ref) < 1e-13);
     LinearAttentionState state;
     std::vector<at::Tensor> ys;
     for (int64_t t = 0; t < 13; ++t) {
@@ -260,7 +257,7 @@ class TestHedgehogOps : public QObject {
       ys.push_back(step.y);
       state = step.state;
     }
-    QVERIFY(rel_err(at::stack(ys, 2), ref) < 1e-13);
+    QVERIFY(relative_error(at::stack(ys, 2), ref) < 1e-13);
   }
 
   void recurrent_steps_equal_quadratic() {
@@ -277,14 +274,14 @@ class TestHedgehogOps : public QObject {
       ys.push_back(step.y);  // [B, H, P]
       state = step.state;
     }
-    const double err = rel_err(at::stack(ys, 2), ref);
+    const double err = relative_error(at::stack(ys, 2), ref);
     qInfo("recurrent steps vs quadratic (float64): rel err %.3g", err);
     QVERIFY(err < 1e-12);
     // The state after T equals the chunked form's final state.
     LinearAttentionState final_state;
     linear_attention_chunked(q, k, v, 5, 1e-9, nullptr, &final_state);
-    QVERIFY(rel_err(final_state.S, state.S) < 1e-13);
-    QVERIFY(rel_err(final_state.z, state.z) < 1e-13);
+    QVERIFY(relative_error(final_state.S, state.S) < 1e-13);
+    QVERIFY(relative_error(final_state.z, state.z) < 1e-13);
   }
 
   void chunked_continues_from_a_state() {
@@ -297,7 +294,7 @@ class TestHedgehogOps : public QObject {
                                                       8, 1e-9, nullptr, &mid);
     const at::Tensor second =
         linear_attention_chunked(q.slice(2, T1, T), k.slice(2, T1, T), v.slice(2, T1, T), 8, 1e-9, &mid);
-    QVERIFY(rel_err(at::cat({first, second}, 2), whole) < 1e-13);
+    QVERIFY(relative_error(at::cat({first, second}, 2), whole) < 1e-13);
   }
 
   void chunked_gradients_match_quadratic() {
@@ -313,7 +310,7 @@ class TestHedgehogOps : public QObject {
           torch::autograd::grad({linear_attention_chunked(q, k, v, chunk, 1e-6)}, {q, k, v}, {upstream});
       const char* names[] = {"phi_q", "phi_k", "v"};
       for (int i = 0; i < 3; ++i) {
-        const double err = rel_err(got[i], ref[i]);
+        const double err = relative_error(got[i], ref[i]);
         if (chunk == 16) qInfo("grad %s chunked(16) vs quadratic (float64): rel err %.3g", names[i], err);
         QVERIFY2(err < 1e-11, names[i]);
       }

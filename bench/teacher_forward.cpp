@@ -26,18 +26,24 @@ int main(int argc, char** argv) {
   int threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--checkpoint") dir = argv[i + 1];
-    else if (a == "--batch") batch = std::stoll(argv[i + 1]);
-    else if (a == "--context") context = std::stoll(argv[i + 1]);
-    else if (a == "--reps") reps = std::stoll(argv[i + 1]);
-    else if (a == "--threads") threads = std::stoi(argv[i + 1]);
+    if (a == "--checkpoint")
+      dir = argv[i + 1];
+    else if (a == "--batch")
+      batch = std::stoll(argv[i + 1]);
+    else if (a == "--context")
+      context = std::stoll(argv[i + 1]);
+    else if (a == "--reps")
+      reps = std::stoll(argv[i + 1]);
+    else if (a == "--threads")
+      threads = std::stoi(argv[i + 1]);
   }
   threads = hedgelab::configure_threads(threads);
   if (dir.empty()) dir = hedgelab::demo_teacher_dir().string();
   auto model = hedgelab::models::load_gpt_neox(hedgelab::io::CheckpointFolder::open(dir));
   torch::NoGradGuard no_grad;
   at::Tensor ids = at::randint(0, model->config().vocab_size, {batch, context}, at::kLong);  // [B, T]
-  for (int w = 0; w < 2; ++w) model->forward(ids);
+  for (int w = 0; w < 2; ++w)
+    model->forward(ids);
   std::vector<double> seconds;
   for (int64_t r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -1,8 +1,8 @@
 // hedgelab-cli as a user runs it: every kind of bad input ends with one line naming the file and what is
 // wrong, exit code 1, no crash; and the subcommands work end to end on the Hugging Face fixtures.
 #include <QtCore/qfloat16.h>
-#include <QTest>
 #include <QProcess>
+#include <QTest>
 #include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
@@ -36,7 +36,9 @@ CliResult run_cli(const QStringList& args) {
   return r;
 }
 
-QString q(const fs::path& p) { return QString::fromStdString(p.string()); }
+QString q(const fs::path& p) {
+  return QString::fromStdString(p.string());
+}
 
 // A copy of a fixture checkpoint that a test may damage.
 fs::path copy_fixture(const TempDir& tmp, const std::string& name) {
@@ -48,13 +50,15 @@ fs::path copy_fixture(const TempDir& tmp, const std::string& name) {
 }  // namespace
 
 // Exit code 1, exactly one line on stderr, containing every fragment.
-#define EXPECT_ONE_LINE_FAILURE(result, ...)                                                            \
-  do {                                                                                                  \
-    const CliResult& r_ = (result);                                                                     \
-    QVERIFY2(r_.exit_code == 1, ("exit code " + std::to_string(r_.exit_code) + ", stderr: " + r_.err).c_str()); \
-    QVERIFY2(!r_.err.empty() && r_.err.find('\n') == r_.err.size() - 1, ("not one line: " + r_.err).c_str()); \
+#define EXPECT_ONE_LINE_FAILURE(result, ...)                                                           \
+  do {                                                                                                 \
+    const CliResult& r_ = (result);                                                                    \
+    QVERIFY2(r_.exit_code == 1,                                                                        \
+             ("exit code " + std::to_string(r_.exit_code) + ", stderr: " + r_.err).c_str());           \
+    QVERIFY2(!r_.err.empty() && r_.err.find('\n') == r_.err.size() - 1,                                \
+             ("not one line: " + r_.err).c_str());                                                     \
     for (const char* f_ : {__VA_ARGS__})                                                               \
-      QVERIFY2(r_.err.find(f_) != std::string::npos, ("'" + r_.err + "' lacks '" + f_ + "'").c_str());   \
+      QVERIFY2(r_.err.find(f_) != std::string::npos, ("'" + r_.err + "' lacks '" + f_ + "'").c_str()); \
   } while (0)
 
 class TestCli : public QObject {
@@ -128,8 +132,8 @@ class TestCli : public QObject {
   void non_utf8_text_corpus() {
     TempDir tmp;
     write_file(tmp / "latin1.txt", std::string("caf\xe9 au lait\n", 13));
-    EXPECT_ONE_LINE_FAILURE(run_cli({"eval", "--checkpoint", q(fixtures_dir() / "gpt_neox_parallel"), "--corpus",
-                                     q(tmp / "latin1.txt"), "--no-cache"}),
+    EXPECT_ONE_LINE_FAILURE(run_cli({"eval", "--checkpoint", q(fixtures_dir() / "gpt_neox_parallel"),
+                                     "--corpus", q(tmp / "latin1.txt"), "--no-cache"}),
                             "latin1.txt", "UTF-8", "byte 3");
   }
 
@@ -141,7 +145,8 @@ class TestCli : public QObject {
     EXPECT_ONE_LINE_FAILURE(run_cli({"info", "--checkpoint", q(tmp / "pickled")}), "pytorch_model.bin",
                             "arbitrary code", "safetensors");
     write_file(tmp / "model.pt", "x");
-    EXPECT_ONE_LINE_FAILURE(run_cli({"eval", "--checkpoint", q(tmp / "model.pt")}), "model.pt", "safetensors");
+    EXPECT_ONE_LINE_FAILURE(run_cli({"eval", "--checkpoint", q(tmp / "model.pt")}), "model.pt",
+                            "safetensors");
   }
 
   void usage_errors_exit_2() {
@@ -171,26 +176,50 @@ class TestCli : public QObject {
   void pretrain_then_eval_and_generate() {
     TempDir tmp;
     std::string text;
-    for (int i = 0; i < 200; ++i) text += "the quick brown fox jumps over the lazy dog " + std::to_string(i % 7) + "\n";
+    for (int i = 0; i < 200; ++i)
+      text += "the quick brown fox jumps over the lazy dog " + std::to_string(i % 7) + "\n";
     write_file(tmp / "corpus.txt", text);
-    auto r = run_cli({"pretrain", "--corpus", q(tmp / "corpus.txt"), "--out", q(tmp / "teacher"), "--layers", "1",
-                      "--hidden", "16", "--heads", "2", "--context", "16", "--batch", "4", "--steps", "30",
-                      "--warmup", "5", "--lr", "0.01", "--eval-every", "10", "--eval-windows", "8", "--no-cache",
+    auto r = run_cli({"pretrain",
+                      "--corpus",
+                      q(tmp / "corpus.txt"),
+                      "--out",
+                      q(tmp / "teacher"),
+                      "--layers",
+                      "1",
+                      "--hidden",
+                      "16",
+                      "--heads",
+                      "2",
+                      "--context",
+                      "16",
+                      "--batch",
+                      "4",
+                      "--steps",
+                      "30",
+                      "--warmup",
+                      "5",
+                      "--lr",
+                      "0.01",
+                      "--eval-every",
+                      "10",
+                      "--eval-windows",
+                      "8",
+                      "--no-cache",
                       "--json"});
     QVERIFY2(r.exit_code == 0, r.err.c_str());
     auto result = nlohmann::json::parse(r.out);
     QVERIFY(result["best_heldout_perplexity"].get<double>() < 257.0);  // learned something beyond chance
     QVERIFY(fs::exists(tmp / "teacher" / "model.safetensors"));
     QVERIFY(fs::exists(tmp / "teacher" / "pretrain.json"));
-    r = run_cli({"eval", "--checkpoint", q(tmp / "teacher"), "--corpus", q(tmp / "corpus.txt"), "--context", "16",
-                 "--no-cache", "--json"});
+    r = run_cli({"eval", "--checkpoint", q(tmp / "teacher"), "--corpus", q(tmp / "corpus.txt"), "--context",
+                 "16", "--no-cache", "--json"});
     QVERIFY2(r.exit_code == 0, r.err.c_str());
     QVERIFY(nlohmann::json::parse(r.out)["perplexity"].get<double>() > 1.0);
     r = run_cli({"generate", "--checkpoint", q(tmp / "teacher"), "--prompt", "the quick", "--max-new", "8",
                  "--temperature", "0.7", "--seed", "3", "--json"});
     QVERIFY2(r.exit_code == 0, r.err.c_str());
-    const auto again = run_cli({"generate", "--checkpoint", q(tmp / "teacher"), "--prompt", "the quick", "--max-new",
-                                "8", "--temperature", "0.7", "--seed", "3", "--json"});
+    const auto again = run_cli({"generate", "--checkpoint", q(tmp / "teacher"), "--prompt", "the quick",
+                                "--max-new", "8", "--temperature", "0.7", "--seed", "3", "--json"});
     QCOMPARE(nlohmann::json::parse(again.out)["ids"], nlohmann::json::parse(r.out)["ids"]);
   }
 
@@ -213,7 +242,8 @@ class TestCli : public QObject {
     EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--preset", "no-such-preset"}), "no-such-preset", "demo");
     nlohmann::json bad = {{"data", {{"context", -1}}}};
     write_file(tmp / "bad.json", bad.dump());
-    EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--preset", q(tmp / "bad.json")}), "bad.json", "data.context");
+    EXPECT_ONE_LINE_FAILURE(run_cli({"distill", "--preset", q(tmp / "bad.json")}), "bad.json",
+                            "data.context");
     write_file(tmp / "tiny.txt", "only a few words\n");
     nlohmann::json small = {{"teacher", (fixtures_dir() / "gpt_neox_parallel").string()},
                             {"corpus", (tmp / "tiny.txt").string()}};
@@ -232,17 +262,20 @@ class TestCli : public QObject {
   void distill_tiny_recipe_saves_a_student() {
     TempDir tmp;
     std::string text;
-    for (int i = 0; i < 300; ++i) text += "The quick brown fox " + std::to_string(i % 13) + " jumps.\n";
+    for (int i = 0; i < 300; ++i)
+      text += "The quick brown fox " + std::to_string(i % 13) + " jumps.\n";
     write_file(tmp / "corpus.txt", text);
-    nlohmann::json recipe = {{"name", "tiny"},
-                             {"teacher", (fixtures_dir() / "gpt_neox_parallel").string()},
-                             {"corpus", (tmp / "corpus.txt").string()},
-                             {"data", {{"context", 16}, {"batch_size", 2}, {"eval_every", 4}, {"eval_windows", 2}}},
-                             {"model", {{"chunk", 8}}},
-                             {"stage1", {{"tokens", 128}, {"warmup_steps", 1}}},
-                             {"stage2", {{"tokens", 128}, {"warmup_steps", 1}}}};
+    nlohmann::json recipe = {
+        {"name", "tiny"},
+        {"teacher", (fixtures_dir() / "gpt_neox_parallel").string()},
+        {"corpus", (tmp / "corpus.txt").string()},
+        {"data", {{"context", 16}, {"batch_size", 2}, {"eval_every", 4}, {"eval_windows", 2}}},
+        {"model", {{"chunk", 8}}},
+        {"stage1", {{"tokens", 128}, {"warmup_steps", 1}}},
+        {"stage2", {{"tokens", 128}, {"warmup_steps", 1}}}};
     write_file(tmp / "tiny.json", recipe.dump());
-    auto r = run_cli({"distill", "--preset", q(tmp / "tiny.json"), "--out", q(tmp / "student"), "--no-cache", "--json"});
+    auto r = run_cli(
+        {"distill", "--preset", q(tmp / "tiny.json"), "--out", q(tmp / "student"), "--no-cache", "--json"});
     QVERIFY2(r.exit_code == 0, r.err.c_str());
     auto j = nlohmann::json::parse(r.out);
     QCOMPARE(j["runs"].size(), size_t(2));
@@ -256,9 +289,26 @@ class TestCli : public QObject {
     TempDir tmp;
     write_file(tmp / "corpus.txt", std::string(4000, 'a'));
     write_file(tmp / "blocker", "a file where a folder should be");
-    auto r = run_cli({"pretrain", "--corpus", q(tmp / "corpus.txt"), "--out", q(tmp / "blocker" / "teacher"),
-                      "--layers", "1", "--hidden", "16", "--heads", "2", "--context", "8", "--batch", "2", "--steps",
-                      "2", "--eval-every", "2", "--no-cache"});
+    auto r = run_cli({"pretrain",
+                      "--corpus",
+                      q(tmp / "corpus.txt"),
+                      "--out",
+                      q(tmp / "blocker" / "teacher"),
+                      "--layers",
+                      "1",
+                      "--hidden",
+                      "16",
+                      "--heads",
+                      "2",
+                      "--context",
+                      "8",
+                      "--batch",
+                      "2",
+                      "--steps",
+                      "2",
+                      "--eval-every",
+                      "2",
+                      "--no-cache"});
     EXPECT_ONE_LINE_FAILURE(r, "blocker");
   }
 };

@@ -18,7 +18,8 @@ class TestCommon : public QObject {
  private Q_SLOTS:
   void error_names_place_and_problem() {
     Error e("model/config.json: rotary_pct", "expected a number in (0, 1]");
-    QCOMPARE(std::string(e.what()), std::string("model/config.json: rotary_pct: expected a number in (0, 1]"));
+    QCOMPARE(std::string(e.what()),
+             std::string("model/config.json: rotary_pct: expected a number in (0, 1]"));
     HL_EXPECT_ERROR(throw Error("a.json", "bad"), "a.json", "bad");
   }
 
@@ -38,7 +39,8 @@ class TestCommon : public QObject {
 
   void prng_is_reproducible_and_uniform_enough() {
     Prng a(42), b(42), c(43);
-    for (int i = 0; i < 100; ++i) QCOMPARE(a.next_u64(), b.next_u64());
+    for (int i = 0; i < 100; ++i)
+      QCOMPARE(a.next_u64(), b.next_u64());
     QVERIFY(Prng(42).next_u64() != c.next_u64());
     // Pinned to an independent Python rendering of SplitMix64 + xoshiro256**: a change of algorithm would
     // silently change every seeded run.
@@ -47,8 +49,10 @@ class TestCommon : public QObject {
     QCOMPARE(pinned.next_u64(), uint64_t(13793997310169335082ull));
     int counts[10] = {};
     Prng u(7);
-    for (int i = 0; i < 100000; ++i) ++counts[u.next_below(10)];
-    for (int k = 0; k < 10; ++k) QVERIFY(std::abs(counts[k] - 10000) < 500);
+    for (int i = 0; i < 100000; ++i)
+      ++counts[u.next_below(10)];
+    for (int k = 0; k < 10; ++k)
+      QVERIFY(std::abs(counts[k] - 10000) < 500);
     double lo = 1, hi = 0;
     for (int i = 0; i < 10000; ++i) {
       const double x = u.next_double();
@@ -77,20 +81,22 @@ class TestCommon : public QObject {
     QVERIFY(threw);
     QCOMPARE(testing::read_file(p), std::string("second"));
     int entries = 0;
-    for (const auto& e : std::filesystem::directory_iterator(tmp.path())) entries += e.exists();
+    for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
+      entries += e.exists();
     QCOMPARE(entries, 1);
     HL_EXPECT_ERROR(util::write_file_atomically(tmp / "missing" / "f", std::string("x")), "missing");
   }
 
   void warmup_then_cosine() {
     train::WarmupCosine s{1.0, 0.1, 10, 110};
-    QCOMPARE(s.at(0), 0.1);   // (0+1)/10 of the peak
-    QCOMPARE(s.at(9), 1.0);   // end of warmup
-    QCOMPARE(s.at(10), 1.0);  // cosine starts at the peak
-    QVERIFY(std::abs(s.at(59) - 0.55) < 0.01);  // halfway down
+    QCOMPARE(s.at(0), 0.1);                      // (0+1)/10 of the peak
+    QCOMPARE(s.at(9), 1.0);                      // end of warmup
+    QCOMPARE(s.at(10), 1.0);                     // cosine starts at the peak
+    QVERIFY(std::abs(s.at(59) - 0.55) < 0.01);   // halfway down
     QVERIFY(std::abs(s.at(109) - 0.1) < 1e-12);  // the last step reaches min_lr
     QVERIFY(std::abs(s.at(500) - 0.1) < 1e-12);
-    for (int64_t i = 10; i < 109; ++i) QVERIFY(s.at(i + 1) <= s.at(i));
+    for (int64_t i = 10; i < 109; ++i)
+      QVERIFY(s.at(i + 1) <= s.at(i));
   }
 };
 

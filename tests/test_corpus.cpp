@@ -355,8 +355,10 @@ class TestCorpus : public QObject {
     // 100 tokens with 64K blocks and k = 20: blocks shrink to ceil(100 / 40) = 3 tokens.
     const auto split = split_ranges(100, 65536, 0.05);
     int64_t heldout = 0, train = 0;
-    for (const auto& r : split.heldout) heldout += r.size();
-    for (const auto& r : split.train) train += r.size();
+    for (const auto& r : split.heldout)
+      heldout += r.size();
+    for (const auto& r : split.train)
+      train += r.size();
     QCOMPARE(heldout, int64_t(6));  // blocks 0 and 20
     QCOMPARE(train, int64_t(94));
     // A corpus of at least 2k full blocks keeps the configured block size.

@@ -19,7 +19,9 @@ using hedgelab::testing::fixtures_dir;
 
 namespace {
 
-double close(double a, double b) { return std::abs(a - b) <= 1e-9 * std::max(1.0, std::abs(b)); }
+double close(double a, double b) {
+  return std::abs(a - b) <= 1e-9 * std::max(1.0, std::abs(b));
+}
 
 struct Fixture {
   testing::TempDir tmp;
@@ -30,7 +32,8 @@ struct Fixture {
 
   Fixture() {
     std::string text;
-    for (int i = 0; i < 300; ++i) text += "The quick brown fox " + std::to_string(i % 13) + " jumps over the lazy dog.\n";
+    for (int i = 0; i < 300; ++i)
+      text += "The quick brown fox " + std::to_string(i % 13) + " jumps over the lazy dog.\n";
     testing::write_file(tmp / "corpus.txt", text);
     data::CorpusOptions o;
     o.use_cache = false;
@@ -80,7 +83,8 @@ class TestDistill : public QObject {
     double want = 0;
     for (int h = 0; h < 2; ++h)
       for (int t = 0; t < 4; ++t)
-        for (int s = 0; s <= t; ++s) want -= p[0][h][t][s].item<double>() * std::log(a[0][h][t][s].item<double>());
+        for (int s = 0; s <= t; ++s)
+          want -= p[0][h][t][s].item<double>() * std::log(a[0][h][t][s].item<double>());
     want /= 8;
     QVERIFY(std::abs(distill::attention_weight_cross_entropy(p, a).item<double>() - want) < 1e-5);
   }
@@ -122,8 +126,9 @@ class TestDistill : public QObject {
     distill::RunSummary s;
     runner.train_stage1(recipe, "stage1", s);
     QCOMPARE(losses.size(), size_t(20));
-    QVERIFY2(losses.back() < 0.9 * losses.front(),
-             ("stage-1 loss " + std::to_string(losses.front()) + " -> " + std::to_string(losses.back())).c_str());
+    QVERIFY2(
+        losses.back() < 0.9 * losses.front(),
+        ("stage-1 loss " + std::to_string(losses.front()) + " -> " + std::to_string(losses.back())).c_str());
     QCOMPARE(s.stage1_tokens, int64_t(20 * 32));
   }
 
@@ -152,7 +157,8 @@ class TestDistill : public QObject {
     QCOMPARE(rows.size(), size_t(4));
     QCOMPARE(rows[0].run, std::string("teacher"));
     QCOMPARE(rows[0].ratio_to_teacher, 1.0);
-    for (const auto& r : rows) QVERIFY2(std::isfinite(r.perplexity) && r.perplexity > 1.0, r.run.c_str());
+    for (const auto& r : rows)
+      QVERIFY2(std::isfinite(r.perplexity) && r.perplexity > 1.0, r.run.c_str());
     QCOMPARE(rows[2].run, std::string("direct"));
     QCOMPARE(rows[2].stage2_tokens, int64_t(8 * 32 + 6 * 32));  // the whole budget in one stage
     QVERIFY(close(rows[3].ratio_to_teacher, rows[3].perplexity / rows[0].perplexity));

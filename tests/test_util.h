@@ -1,11 +1,11 @@
 // Small helpers shared by the Qt Test suites.
 #pragma once
 
+#include <unistd.h>
 #include <QTest>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "core/common/error.h"
 
@@ -17,8 +17,8 @@ class TempDir {
   TempDir() {
     auto base = std::filesystem::temp_directory_path();
     for (int i = 0;; ++i) {
-      path_ = base / ("hedgelab-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++) + "-" +
-                      std::to_string(i));
+      path_ = base / ("hedgelab-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++) +
+                      "-" + std::to_string(i));
       if (std::filesystem::create_directories(path_)) break;
     }
   }
@@ -47,25 +47,27 @@ inline std::string read_file(const std::filesystem::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-inline std::filesystem::path fixtures_dir() { return HEDGELAB_FIXTURES_DIR; }
+inline std::filesystem::path fixtures_dir() {
+  return HEDGELAB_FIXTURES_DIR;
+}
 
 }  // namespace hedgelab::testing
 
 // Runs `statement`, which must throw hedgelab::Error whose one-line message contains every one of the
 // given fragments (typically the file name and the field or the expectation).
-#define HL_EXPECT_ERROR(statement, ...)                                                      \
-  do {                                                                                       \
-    bool hl_thrown = false;                                                                  \
-    try {                                                                                    \
-      statement;                                                                             \
-    } catch (const hedgelab::Error& e) {                                                     \
-      hl_thrown = true;                                                                      \
-      const std::string hl_msg = e.what();                                                   \
+#define HL_EXPECT_ERROR(statement, ...)                                                          \
+  do {                                                                                           \
+    bool hl_thrown = false;                                                                      \
+    try {                                                                                        \
+      statement;                                                                                 \
+    } catch (const hedgelab::Error& e) {                                                         \
+      hl_thrown = true;                                                                          \
+      const std::string hl_msg = e.what();                                                       \
       QVERIFY2(hl_msg.find('\n') == std::string::npos, ("multi-line error: " + hl_msg).c_str()); \
-      for (const char* hl_frag : {__VA_ARGS__}) {                                            \
-        QVERIFY2(hl_msg.find(hl_frag) != std::string::npos,                                  \
-                 ("error '" + hl_msg + "' lacks '" + hl_frag + "'").c_str());                \
-      }                                                                                      \
-    }                                                                                        \
-    QVERIFY2(hl_thrown, "expected hedgelab::Error from " #statement);                        \
+      for (const char* hl_frag : {__VA_ARGS__}) {                                                \
+        QVERIFY2(hl_msg.find(hl_frag) != std::string::npos,                                      \
+                 ("error '" + hl_msg + "' lacks '" + hl_frag + "'").c_str());                    \
+      }                                                                                          \
+    }                                                                                            \
+    QVERIFY2(hl_thrown, "expected hedgelab::Error from " #statement);                            \
   } while (0)

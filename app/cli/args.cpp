@@ -15,7 +15,8 @@ ArgParser& ArgParser::option(const std::string& name, const std::string& value_n
   return *this;
 }
 
-ArgParser& ArgParser::required(const std::string& name, const std::string& value_name, const std::string& help) {
+ArgParser& ArgParser::required(const std::string& name, const std::string& value_name,
+                               const std::string& help) {
   order_.push_back(name);
   specs_[name] = Spec{value_name, help, std::nullopt, false, true};
   return *this;
@@ -50,7 +51,8 @@ bool ArgParser::parse(const std::vector<std::string>& args) {
       continue;
     }
     if (!inline_value) {
-      if (i + 1 >= args.size()) throw UsageError(command_ + ": --" + name + " needs a value " + it->second.value_name);
+      if (i + 1 >= args.size())
+        throw UsageError(command_ + ": --" + name + " needs a value " + it->second.value_name);
       value = args[++i];
     }
     values_[name] = value;
@@ -83,9 +85,11 @@ int64_t ArgParser::integer(const std::string& name, int64_t min_value) const {
   } catch (...) {
     used = 0;
   }
-  if (used != s.size() || s.empty()) throw UsageError(command_ + ": --" + name + ": expected an integer, got '" + s + "'");
+  if (used != s.size() || s.empty())
+    throw UsageError(command_ + ": --" + name + ": expected an integer, got '" + s + "'");
   if (v < min_value)
-    throw UsageError(command_ + ": --" + name + ": expected at least " + std::to_string(min_value) + ", got " + s);
+    throw UsageError(command_ + ": --" + name + ": expected at least " + std::to_string(min_value) +
+                     ", got " + s);
   return v;
 }
 
@@ -98,11 +102,14 @@ double ArgParser::number(const std::string& name) const {
   } catch (...) {
     used = 0;
   }
-  if (used != s.size() || s.empty()) throw UsageError(command_ + ": --" + name + ": expected a number, got '" + s + "'");
+  if (used != s.size() || s.empty())
+    throw UsageError(command_ + ": --" + name + ": expected a number, got '" + s + "'");
   return v;
 }
 
-bool ArgParser::enabled(const std::string& name) const { return values_.count(name) > 0; }
+bool ArgParser::enabled(const std::string& name) const {
+  return values_.count(name) > 0;
+}
 
 std::string ArgParser::help() const {
   std::ostringstream out;

@@ -10,15 +10,17 @@
 #include "app/cli/args.h"
 #include "app/cli/commands.h"
 #include "app/cli/loading.h"
-#include "core/data/batches.h"
 #include "core/common/error.h"
+#include "core/data/batches.h"
 #include "core/util/atomic_file.h"
 #include "core/util/progress.h"
 
 namespace hedgelab::cli {
 
 int run_demo(const Args& args) {
-  ArgParser p("demo", "Evaluate the embedded demo teacher on the default corpus's held-out split and sample from it.");
+  ArgParser p(
+      "demo",
+      "Evaluate the embedded demo teacher on the default corpus's held-out split and sample from it.");
   p.option("out", "DIR", "where summary.json and samples.txt go", "out/demo")
       .option("checkpoint", "DIR", "teacher (default: the demo teacher)", "")
       .option("corpus", "PATH", "corpus (default: data/kjv.txt)", "")
@@ -55,11 +57,14 @@ int run_demo(const Args& args) {
     o.seed = s.seed;
     o.stop_token = tok.eos_id();
     const auto prompt32 = tok.encode(s.prompt);
-    const auto ids = models::generate(teacher.model, std::vector<int64_t>(prompt32.begin(), prompt32.end()), o);
-    const std::string text = std::string(s.prompt) + tok.decode(std::vector<io::TokenId>(ids.begin(), ids.end()), true);
-    samples.push_back({{"prompt", s.prompt}, {"temperature", s.temperature}, {"seed", s.seed}, {"text", text}});
-    samples_text += "--- " + std::string(s.prompt) + (s.temperature > 0 ? " (sampled, T=0.8, top-k 40)" : " (greedy)") +
-                    "\n" + text + "\n\n";
+    const auto ids =
+        models::generate(teacher.model, std::vector<int64_t>(prompt32.begin(), prompt32.end()), o);
+    const std::string text =
+        std::string(s.prompt) + tok.decode(std::vector<io::TokenId>(ids.begin(), ids.end()), true);
+    samples.push_back(
+        {{"prompt", s.prompt}, {"temperature", s.temperature}, {"seed", s.seed}, {"text", text}});
+    samples_text += "--- " + std::string(s.prompt) +
+                    (s.temperature > 0 ? " (sampled, T=0.8, top-k 40)" : " (greedy)") + "\n" + text + "\n\n";
   }
   const double eval_s = std::chrono::duration<double>(t_eval - t0).count();
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -87,10 +92,13 @@ int run_demo(const Args& args) {
     return 0;
   }
   std::printf("\nHedgeLab demo: the teacher a student will be distilled from\n");
-  std::printf("  teacher     %s (%.2fM parameters)\n", teacher.dir.c_str(), teacher.model->config().parameter_count() / 1e6);
-  std::printf("  corpus      %s (%lld tokens)\n", corpus.source().c_str(), static_cast<long long>(corpus.size()));
+  std::printf("  teacher     %s (%.2fM parameters)\n", teacher.dir.c_str(),
+              teacher.model->config().parameter_count() / 1e6);
+  std::printf("  corpus      %s (%lld tokens)\n", corpus.source().c_str(),
+              static_cast<long long>(corpus.size()));
   std::printf("  held-out    perplexity %.3f on %lld tokens (chance: %lld) in %.1f s\n", ppl.perplexity,
-              static_cast<long long>(ppl.tokens), static_cast<long long>(teacher.model->config().vocab_size), eval_s);
+              static_cast<long long>(ppl.tokens), static_cast<long long>(teacher.model->config().vocab_size),
+              eval_s);
   std::printf("\n%s", samples_text.c_str());
   std::printf("Output: %s and %s\n", (out / "summary.json").c_str(), (out / "samples.txt").c_str());
   return 0;

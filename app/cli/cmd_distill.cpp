@@ -33,24 +33,28 @@ void print_table(const std::vector<distill::RunSummary>& rows, bool csv) {
     std::printf("run,perplexity,ratio_to_teacher,stage1_tokens,stage2_tokens,seconds\n");
     for (const auto& r : rows)
       std::printf("%s,%.6f,%.6f,%lld,%lld,%.1f\n", r.run.c_str(), r.perplexity, r.ratio_to_teacher,
-                  static_cast<long long>(r.stage1_tokens), static_cast<long long>(r.stage2_tokens), r.seconds);
+                  static_cast<long long>(r.stage1_tokens), static_cast<long long>(r.stage2_tokens),
+                  r.seconds);
     return;
   }
-  std::printf("\n%-20s %12s %10s %14s %14s %9s\n", "run", "perplexity", "ratio", "stage-1 tok", "stage-2 tok", "seconds");
+  std::printf("\n%-20s %12s %10s %14s %14s %9s\n", "run", "perplexity", "ratio", "stage-1 tok", "stage-2 tok",
+              "seconds");
   for (const auto& r : rows)
-    std::printf("%-20s %12.4f %10.4f %14lld %14lld %9.0f%s\n", r.run.c_str(), r.perplexity, r.ratio_to_teacher,
-                static_cast<long long>(r.stage1_tokens), static_cast<long long>(r.stage2_tokens), r.seconds,
+    std::printf("%-20s %12.4f %10.4f %14lld %14lld %9.0f%s\n", r.run.c_str(), r.perplexity,
+                r.ratio_to_teacher, static_cast<long long>(r.stage1_tokens),
+                static_cast<long long>(r.stage2_tokens), r.seconds,
                 r.stopped_early ? "  (stopped early)" : "");
 }
 
 }  // namespace
 
 int run_distill(const Args& args) {
-  ArgParser p("distill",
-              "Distil a GPT-NeoX teacher into a HedgeMamba student with the two-stage recipe of a preset\n"
-              "(resources/presets; docs/presets.md). --compare runs teacher, hedgehog, direct and hedgemamba at\n"
-              "equal token budgets on the same data order and prints held-out perplexity and the ratio to the\n"
-              "teacher; --ablations adds no gate, no conv, no selective decay and the token splits.");
+  ArgParser p(
+      "distill",
+      "Distil a GPT-NeoX teacher into a HedgeMamba student with the two-stage recipe of a preset\n"
+      "(resources/presets; docs/presets.md). --compare runs teacher, hedgehog, direct and hedgemamba at\n"
+      "equal token budgets on the same data order and prints held-out perplexity and the ratio to the\n"
+      "teacher; --ablations adds no gate, no conv, no selective decay and the token splits.");
   p.option("preset", "NAME", "preset name or a recipe .json file", "demo")
       .option("teacher", "DIR", "teacher checkpoint (overrides the preset's)", "")
       .option("corpus", "PATH", "corpus (overrides the preset's)", "")
@@ -58,14 +62,16 @@ int run_distill(const Args& args) {
       .option("tokens-stage2", "N", "stage-2 token budget", "")
       .option("seed", "S", "seed of batch order and the direct baseline's init", "")
       .option("stop-at-step", "K", "stop a run after K optimizer steps (both stages counted)", "0")
-      .option("out", "DIR", "save the trained student here (config.json, model.safetensors, tokenizer.json)", "")
+      .option("out", "DIR", "save the trained student here (config.json, model.safetensors, tokenizer.json)",
+              "")
       .flag("compare", "run the comparison table of the paper")
       .flag("ablations", "with --compare: add the ablation rows")
       .flag("no-cache", "tokenize again instead of reading the tokenization cache")
       .flag("json", "print the result as JSON")
       .flag("csv", "with --compare: print the table as CSV");
   if (!p.parse(args)) return 0;
-  if (p.enabled("ablations") && !p.enabled("compare")) throw UsageError("distill: --ablations needs --compare");
+  if (p.enabled("ablations") && !p.enabled("compare"))
+    throw UsageError("distill: --ablations needs --compare");
 
   distill::RecipeConfig recipe = distill::load_preset(p.str("preset"));
   nlohmann::json overrides = nlohmann::json::object();
@@ -108,12 +114,14 @@ int run_distill(const Args& args) {
     if (bar) bar->update(r.step, buf);
   };
   events.on_eval = [&](const std::string& run, const std::string& stage, const distill::EvalReport& e) {
-    for (const auto& [name, value] : e.metrics) spdlog::info("{} {} step {}: {} {:.4f}", run, stage, e.step, name, value);
+    for (const auto& [name, value] : e.metrics)
+      spdlog::info("{} {} step {}: {} {:.4f}", run, stage, e.step, name, value);
   };
   distill::RecipeRunner runner(recipe, teacher.model, corpus, events);
-  spdlog::info("recipe {}: stage 1 {} steps, stage 2 {} steps of {} tokens; final evaluation on {} held-out windows",
-               recipe.name, recipe.stage1_steps(), recipe.stage2_steps(), recipe.tokens_per_step(),
-               runner.heldout_windows().size(0));
+  spdlog::info(
+      "recipe {}: stage 1 {} steps, stage 2 {} steps of {} tokens; final evaluation on {} held-out windows",
+      recipe.name, recipe.stage1_steps(), recipe.stage2_steps(), recipe.tokens_per_step(),
+      runner.heldout_windows().size(0));
 
   InterruptGuard interrupt_guard;
   std::vector<distill::RunSummary> rows;
@@ -135,7 +143,8 @@ int run_distill(const Args& args) {
     print_table(rows, true);
   } else if (p.enabled("json")) {
     nlohmann::json j = {{"recipe", recipe.to_json()}, {"runs", nlohmann::json::array()}};
-    for (const auto& r : rows) j["runs"].push_back(summary_json(r));
+    for (const auto& r : rows)
+      j["runs"].push_back(summary_json(r));
     if (!out_dir.empty()) j["student"] = out_dir;
     std::printf("%s\n", j.dump(2).c_str());
   } else {

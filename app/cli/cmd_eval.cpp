@@ -14,8 +14,9 @@
 namespace hedgelab::cli {
 
 int run_eval(const Args& args) {
-  ArgParser p("eval", "Perplexity of a checkpoint on a corpus: windows of T+1 tokens at 0, T, 2T, ... (full\n"
-                      "windows only), predicting tokens 1..T of each; ppl = exp(mean NLL).");
+  ArgParser p("eval",
+              "Perplexity of a checkpoint on a corpus: windows of T+1 tokens at 0, T, 2T, ... (full\n"
+              "windows only), predicting tokens 1..T of each; ppl = exp(mean NLL).");
   p.option("checkpoint", "DIR", "checkpoint folder (default: the demo teacher)", "")
       .option("corpus", "PATH", "text file/folder, .jsonl or .bin (default: data/kjv.txt)", "")
       .option("context", "T", "window length (default: min(max_position_embeddings, 1024))", "0")
@@ -37,13 +38,16 @@ int run_eval(const Args& args) {
   if (T == 0) T = std::min<int64_t>(teacher.model->config().max_position_embeddings, 1024);
   if (T < 1) throw UsageError("eval: --context: expected a positive integer");
   auto corpus = load_corpus_with(tok, p.str("corpus"), !p.enabled("no-cache"));
-  const data::TokenView view = split == "all" ? corpus.all() : split == "train" ? corpus.train() : corpus.heldout();
+  const data::TokenView view = split == "all"     ? corpus.all()
+                               : split == "train" ? corpus.train()
+                                                  : corpus.heldout();
   at::Tensor windows = eval_windows(view, T, max_windows);  // [N, T+1]
 
   const bool as_json = p.enabled("json");
   util::ProgressBar bar("eval", windows.size(0), "windows");
   bar.set_enabled(!as_json);
-  auto result = models::perplexity(teacher.model, windows, batch, [&](int64_t done, int64_t) { bar.update(done); });
+  auto result =
+      models::perplexity(teacher.model, windows, batch, [&](int64_t done, int64_t) { bar.update(done); });
   bar.finish();
   nlohmann::json j = {{"checkpoint", teacher.dir},
                       {"corpus", corpus.source().string()},
@@ -56,10 +60,11 @@ int run_eval(const Args& args) {
   if (as_json) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("perplexity %.4f (mean NLL %.5f nats) on %lld tokens in %lld windows of %lld (%s split of %s)\n",
-                result.perplexity, result.mean_nll, static_cast<long long>(result.tokens),
-                static_cast<long long>(result.windows), static_cast<long long>(T), split.c_str(),
-                corpus.source().c_str());
+    std::printf(
+        "perplexity %.4f (mean NLL %.5f nats) on %lld tokens in %lld windows of %lld (%s split of %s)\n",
+        result.perplexity, result.mean_nll, static_cast<long long>(result.tokens),
+        static_cast<long long>(result.windows), static_cast<long long>(T), split.c_str(),
+        corpus.source().c_str());
   }
   return 0;
 }

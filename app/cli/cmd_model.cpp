@@ -17,7 +17,8 @@ namespace {
 // Length of the longest prefix of `bytes` that does not end inside a UTF-8 sequence.
 size_t complete_utf8_prefix(const std::string& bytes) {
   size_t n = bytes.size(), back = 0;
-  while (back < n && back < 4 && (static_cast<unsigned char>(bytes[n - 1 - back]) & 0xC0) == 0x80) ++back;
+  while (back < n && back < 4 && (static_cast<unsigned char>(bytes[n - 1 - back]) & 0xC0) == 0x80)
+    ++back;
   if (back == n) return n;
   const unsigned char lead = static_cast<unsigned char>(bytes[n - 1 - back]);
   const size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
@@ -27,7 +28,8 @@ size_t complete_utf8_prefix(const std::string& bytes) {
 
 int run_info(const Args& args) {
   ArgParser p("info", "Describe a checkpoint folder (default: the embedded demo teacher).");
-  p.option("checkpoint", "DIR", "checkpoint folder (config.json + safetensors)", "").flag("json", "print JSON");
+  p.option("checkpoint", "DIR", "checkpoint folder (config.json + safetensors)", "")
+      .flag("json", "print JSON");
   if (!p.parse(args)) return 0;
   const std::string dir = checkpoint_dir_or_demo(p.str("checkpoint"));
   auto folder = io::CheckpointFolder::open(dir);
@@ -53,16 +55,19 @@ int run_info(const Args& args) {
     return 0;
   }
   std::printf("checkpoint     %s\n", dir.c_str());
-  std::printf("architecture   GPTNeoXForCausalLM (%s residual)\n", c.use_parallel_residual ? "parallel" : "sequential");
+  std::printf("architecture   GPTNeoXForCausalLM (%s residual)\n",
+              c.use_parallel_residual ? "parallel" : "sequential");
   std::printf("layers         %lld\n", static_cast<long long>(c.num_layers));
-  std::printf("width          d=%lld, %lld heads of %lld, MLP %lld (%s)\n", static_cast<long long>(c.hidden_size),
-              static_cast<long long>(c.num_heads), static_cast<long long>(c.head_size()),
-              static_cast<long long>(c.intermediate_size), c.hidden_act.c_str());
+  std::printf("width          d=%lld, %lld heads of %lld, MLP %lld (%s)\n",
+              static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_heads),
+              static_cast<long long>(c.head_size()), static_cast<long long>(c.intermediate_size),
+              c.hidden_act.c_str());
   std::printf("rotary         %lld of %lld channels, base %g\n", static_cast<long long>(c.rotary_dims()),
               static_cast<long long>(c.head_size()), c.rotary_base);
   std::printf("vocabulary     %lld%s\n", static_cast<long long>(c.vocab_size),
               c.tie_word_embeddings ? " (tied embeddings)" : "");
-  std::printf("parameters     %lld (%.2fM)\n", static_cast<long long>(c.parameter_count()), c.parameter_count() / 1e6);
+  std::printf("parameters     %lld (%.2fM)\n", static_cast<long long>(c.parameter_count()),
+              c.parameter_count() / 1e6);
   std::printf("weights dtype  %s\n", folder.dtype_summary().c_str());
   std::printf("tokenizer      %s\n", folder.tokenizer_path() ? folder.tokenizer_path()->c_str() : "(none)");
   return 0;
@@ -79,17 +84,20 @@ int run_tokenize(const Args& args) {
   const auto ids = tok.encode(p.str("text"));
   if (p.enabled("json")) {
     json pieces = json::array();
-    for (auto id : ids) pieces.push_back(tok.decode({id}));
+    for (auto id : ids)
+      pieces.push_back(tok.decode({id}));
     std::printf("%s\n", json({{"ids", ids}, {"count", ids.size()}, {"pieces", pieces}}).dump().c_str());
     return 0;
   }
-  for (size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? " " : "", ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i)
+    std::printf("%s%d", i ? " " : "", ids[i]);
   std::printf("\n");
   return 0;
 }
 
 int run_generate(const Args& args) {
-  ArgParser p("generate", "Continue a prompt with a checkpoint: greedy by default, sampled with --temperature.");
+  ArgParser p("generate",
+              "Continue a prompt with a checkpoint: greedy by default, sampled with --temperature.");
   p.option("checkpoint", "DIR", "checkpoint folder (default: the demo teacher)", "")
       .required("prompt", "S", "the text to continue")
       .option("max-new", "N", "tokens to generate", "64")

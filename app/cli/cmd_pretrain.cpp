@@ -17,13 +17,15 @@
 namespace hedgelab::cli {
 
 int run_pretrain(const Args& args) {
-  ArgParser p("pretrain",
-              "Train a GPT-NeoX teacher from scratch on a corpus. AdamW with warmup + cosine, gradient clipping,\n"
-              "held-out perplexity every --eval-every steps; the best checkpoint is kept in --out as a Hugging Face\n"
-              "folder (config.json, model.safetensors, tokenizer.json). Ctrl+C stops after the current step.");
+  ArgParser p(
+      "pretrain",
+      "Train a GPT-NeoX teacher from scratch on a corpus. AdamW with warmup + cosine, gradient clipping,\n"
+      "held-out perplexity every --eval-every steps; the best checkpoint is kept in --out as a Hugging Face\n"
+      "folder (config.json, model.safetensors, tokenizer.json). Ctrl+C stops after the current step.");
   p.required("out", "DIR", "where the best checkpoint goes")
       .option("corpus", "PATH", "text file/folder, .jsonl or .bin (default: data/kjv.txt)", "")
-      .option("tokenizer", "byte|FILE", "'byte' (256 byte symbols + <|endoftext|>) or a tokenizer.json", "byte")
+      .option("tokenizer", "byte|FILE", "'byte' (256 byte symbols + <|endoftext|>) or a tokenizer.json",
+              "byte")
       .option("layers", "L", "transformer layers", "4")
       .option("hidden", "D", "model width d", "128")
       .option("heads", "H", "attention heads", "4")
@@ -48,7 +50,8 @@ int run_pretrain(const Args& args) {
   if (!p.parse(args)) return 0;
 
   const std::string tok_arg = p.str("tokenizer");
-  io::Tokenizer tok = tok_arg == "byte" ? io::Tokenizer::byte_level_vocabulary() : io::Tokenizer::from_file(tok_arg);
+  io::Tokenizer tok =
+      tok_arg == "byte" ? io::Tokenizer::byte_level_vocabulary() : io::Tokenizer::from_file(tok_arg);
   train::PretrainConfig cfg;
   cfg.model.vocab_size = static_cast<int64_t>(tok.vocab_size());
   cfg.model.hidden_size = p.integer("hidden", 1);
@@ -92,7 +95,8 @@ int run_pretrain(const Args& args) {
   cb.on_step = [&](const train::PretrainStep& s) {
     char buf[160];
     std::snprintf(buf, sizeof buf, "loss %.4f lr %.2e |g| %.2f %.0f tok/s%s", s.loss, s.lr, s.grad_norm,
-                  s.tokens_per_second, last_ppl > 0 ? (" held-out ppl " + std::to_string(last_ppl)).c_str() : "");
+                  s.tokens_per_second,
+                  last_ppl > 0 ? (" held-out ppl " + std::to_string(last_ppl)).c_str() : "");
     bar.update(s.step, buf);
   };
   cb.on_eval = [&](const train::PretrainEval& e) {

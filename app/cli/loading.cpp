@@ -19,19 +19,23 @@ LoadedTeacher load_teacher(const std::string& dir_arg) {
   auto folder = io::CheckpointFolder::open(dir);
   auto model = models::load_gpt_neox(folder);
   spdlog::info("teacher {}: {} layers, d={}, {} heads, {:.2f}M parameters", dir, model->config().num_layers,
-               model->config().hidden_size, model->config().num_heads, model->config().parameter_count() / 1e6);
+               model->config().hidden_size, model->config().num_heads,
+               model->config().parameter_count() / 1e6);
   return LoadedTeacher{dir, std::move(folder), model};
 }
 
 io::Tokenizer load_tokenizer(const io::CheckpointFolder& folder) {
   auto path = folder.tokenizer_path();
-  if (!path) throw Error(folder.dir().string(), "has no tokenizer.json (HedgeLab reads byte-level BPE tokenizer.json)");
+  if (!path)
+    throw Error(folder.dir().string(),
+                "has no tokenizer.json (HedgeLab reads byte-level BPE tokenizer.json)");
   return io::Tokenizer::from_file(*path);
 }
 
 data::TokenCorpus load_corpus_with(const io::Tokenizer& tokenizer, const std::string& path, bool use_cache,
                                    double heldout_fraction) {
-  const std::filesystem::path source = path.empty() ? data::default_corpus_path() : std::filesystem::path(path);
+  const std::filesystem::path source =
+      path.empty() ? data::default_corpus_path() : std::filesystem::path(path);
   data::CorpusOptions options;
   options.use_cache = use_cache;
   options.heldout_fraction = heldout_fraction;
@@ -51,11 +55,19 @@ at::Tensor eval_windows(const data::TokenView& view, int64_t T, int64_t max_wind
 
 namespace {
 std::atomic<bool> g_interrupted{false};
-extern "C" void hedgelab_cli_on_interrupt(int) { g_interrupted.store(true); }
+extern "C" void hedgelab_cli_on_interrupt(int) {
+  g_interrupted.store(true);
+}
 }  // namespace
 
-InterruptGuard::InterruptGuard() { previous_ = std::signal(SIGINT, hedgelab_cli_on_interrupt); }
-InterruptGuard::~InterruptGuard() { std::signal(SIGINT, previous_); }
-const std::atomic<bool>& InterruptGuard::flag() { return g_interrupted; }
+InterruptGuard::InterruptGuard() {
+  previous_ = std::signal(SIGINT, hedgelab_cli_on_interrupt);
+}
+InterruptGuard::~InterruptGuard() {
+  std::signal(SIGINT, previous_);
+}
+const std::atomic<bool>& InterruptGuard::flag() {
+  return g_interrupted;
+}
 
 }  // namespace hedgelab::cli

@@ -40,7 +40,8 @@ void print_usage() {
       "Usage: hedgelab-cli [--threads N] [--log-level LEVEL] <command> [options]\n\n"
       "HedgeLab %s: distil Transformer language models into Mamba models.\n\nCommands:\n",
       hedgelab::kVersion);
-  for (const auto& c : kCommands) std::printf("  %-10s %s\n", c.name, c.summary);
+  for (const auto& c : kCommands)
+    std::printf("  %-10s %s\n", c.name, c.summary);
   std::printf(
       "\nGlobal options:\n"
       "  --threads N        LibTorch CPU threads [default: all cores]\n"

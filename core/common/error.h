@@ -1,5 +1,6 @@
 // The one exception type of HedgeLab's core: every failure a user can cause (a bad file, a bad field, a value
-// out of range) is reported as an Error whose message is a single line naming the place and what was expected.
+// out of range) is reported as an Error whose message is a single line naming the place and what was
+// expected.
 #pragma once
 
 #include <stdexcept>

@@ -17,12 +17,16 @@ std::filesystem::path resources_dir() {
     return env;
   }
   for (const std::filesystem::path& p : {std::filesystem::path(HEDGELAB_SOURCE_DIR) / "resources",
-                                        std::filesystem::path(HEDGELAB_INSTALL_DATADIR)}) {
-    if (std::filesystem::is_directory(p / "presets") || std::filesystem::is_directory(p / "demo-teacher")) return p;
+                                         std::filesystem::path(HEDGELAB_INSTALL_DATADIR)}) {
+    if (std::filesystem::is_directory(p / "presets") || std::filesystem::is_directory(p / "demo-teacher"))
+      return p;
   }
-  throw Error("resources", "not found; set HEDGELAB_RESOURCES_DIR to the folder holding demo-teacher/ and presets/");
+  throw Error("resources",
+              "not found; set HEDGELAB_RESOURCES_DIR to the folder holding demo-teacher/ and presets/");
 }
 
-std::filesystem::path demo_teacher_dir() { return resources_dir() / "demo-teacher"; }
+std::filesystem::path demo_teacher_dir() {
+  return resources_dir() / "demo-teacher";
+}
 
 }  // namespace hedgelab

@@ -13,7 +13,8 @@ class Prng {
 
   void reseed(uint64_t seed) {
     uint64_t x = seed;
-    for (auto& s : state_) s = splitmix64(x);
+    for (auto& s : state_)
+      s = splitmix64(x);
   }
 
   uint64_t next_u64() {

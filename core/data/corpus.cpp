@@ -236,7 +236,8 @@ SplitRanges split_ranges(int64_t n_tokens, int64_t block_tokens, double heldout_
   if (block_tokens < 1)
     throw Error("split_block_tokens", "expected a positive count, got " + std::to_string(block_tokens));
   const int64_t k = heldout_period(heldout_fraction);
-  // A corpus shorter than 2k blocks gets smaller blocks, so that it still has both a train and a held-out part.
+  // A corpus shorter than 2k blocks gets smaller blocks, so that it still has both a train and a held-out
+  // part.
   if (k > 0) block_tokens = std::min(block_tokens, std::max<int64_t>(1, (n_tokens + 2 * k - 1) / (2 * k)));
   SplitRanges split;
   const auto append = [](std::vector<TokenRange>& list, TokenRange r) {

@@ -10,8 +10,10 @@ at::Tensor cosine_alignment_loss(const at::Tensor& student, const at::Tensor& te
   return (1.0 - cos).mean();
 }
 
-at::Tensor attention_weight_cross_entropy(const at::Tensor& teacher_probs, const at::Tensor& student_weights) {
-  TORCH_CHECK(teacher_probs.sizes() == student_weights.sizes(), "attention_weight_cross_entropy: shapes differ");
+at::Tensor attention_weight_cross_entropy(const at::Tensor& teacher_probs,
+                                          const at::Tensor& student_weights) {
+  TORCH_CHECK(teacher_probs.sizes() == student_weights.sizes(),
+              "attention_weight_cross_entropy: shapes differ");
   // Above the diagonal P is 0, so those entries add nothing; the clamp keeps log finite where ā underflows.
   at::Tensor log_a = at::log(student_weights.to(at::kFloat).clamp_min(1e-12));  // [B, H, T, T]
   return -(teacher_probs.to(at::kFloat) * log_a).sum(-1).mean();
@@ -22,11 +24,14 @@ at::Tensor next_token_cross_entropy(const at::Tensor& logits, const at::Tensor& 
   return at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, V}), targets.reshape({-1}));
 }
 
-at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& student_logits, double temperature) {
+at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& student_logits,
+                           double temperature) {
   const int64_t V = student_logits.size(-1);
-  at::Tensor log_q = at::log_softmax(student_logits.to(at::kFloat).reshape({-1, V}) / temperature, -1);  // [BT, V]
-  at::Tensor log_p = at::log_softmax(teacher_logits.to(at::kFloat).reshape({-1, V}) / temperature, -1);  // [BT, V]
-  at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum(-1);                                              // [BT]
+  at::Tensor log_q =
+      at::log_softmax(student_logits.to(at::kFloat).reshape({-1, V}) / temperature, -1);  // [BT, V]
+  at::Tensor log_p =
+      at::log_softmax(teacher_logits.to(at::kFloat).reshape({-1, V}) / temperature, -1);  // [BT, V]
+  at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum(-1);                                // [BT]
   return temperature * temperature * kl.mean();
 }
 

@@ -17,6 +17,7 @@ at::Tensor attention_weight_cross_entropy(const at::Tensor& teacher_probs, const
 at::Tensor next_token_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
 
 // τ² · KL(softmax(z_t/τ) ‖ softmax(z_s/τ)), mean over the B·T positions: the distillation term of L₂.
-at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& student_logits, double temperature);
+at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& student_logits,
+                           double temperature);
 
 }  // namespace hedgelab::distill

@@ -27,7 +27,8 @@ NamedTensors trainable(torch::nn::Module& module) {
 }
 
 void set_all_trainable(torch::nn::Module& module, bool on) {
-  for (auto& p : module.parameters()) p.set_requires_grad(on);
+  for (auto& p : module.parameters())
+    p.set_requires_grad(on);
 }
 
 bool contains(const std::vector<std::string>& v, const char* name) {
@@ -83,9 +84,11 @@ RecipeRunner::RecipeRunner(RecipeConfig recipe, models::GptNeoXForCausalLM teach
     : recipe_(std::move(recipe)), teacher_(std::move(teacher)), corpus_(corpus), events_(std::move(events)) {
   recipe_.validate(recipe_.name);
   if (recipe_.device != "cpu")
-    throw Error(recipe_.name + ": device", "\"" + recipe_.device + "\" runs need the GPU path, not in this build yet; use \"cpu\"");
+    throw Error(recipe_.name + ": device",
+                "\"" + recipe_.device + "\" runs need the GPU path, not in this build yet; use \"cpu\"");
   if (recipe_.dtype != "float32")
-    throw Error(recipe_.name + ": dtype", "\"" + recipe_.dtype + "\" needs the GPU path, not in this build yet; use \"float32\"");
+    throw Error(recipe_.name + ": dtype",
+                "\"" + recipe_.dtype + "\" needs the GPU path, not in this build yet; use \"float32\"");
   const int64_t T = recipe_.data.context;
   if (T > teacher_->config().max_position_embeddings)
     spdlog::warn("data.context {} exceeds the teacher's max_position_embeddings {}", T,
@@ -103,12 +106,14 @@ RecipeRunner::RecipeRunner(RecipeConfig recipe, models::GptNeoXForCausalLM teach
 double RecipeRunner::evaluate(const std::function<at::Tensor(const at::Tensor&)>& logits_of,
                               int64_t max_windows) const {
   at::NoGradGuard no_grad;
-  const int64_t n = max_windows > 0 ? std::min<int64_t>(max_windows, final_windows_.size(0)) : final_windows_.size(0);
+  const int64_t n =
+      max_windows > 0 ? std::min<int64_t>(max_windows, final_windows_.size(0)) : final_windows_.size(0);
   return models::perplexity(logits_of, final_windows_.narrow(0, 0, n), kEvalBatch).perplexity;
 }
 
 double RecipeRunner::teacher_perplexity() {
-  if (teacher_ppl_ == 0.0) teacher_ppl_ = evaluate([this](const at::Tensor& ids) { return teacher_->forward(ids).logits; }, 0);
+  if (teacher_ppl_ == 0.0)
+    teacher_ppl_ = evaluate([this](const at::Tensor& ids) { return teacher_->forward(ids).logits; }, 0);
   return teacher_ppl_;
 }
 
@@ -134,7 +139,8 @@ bool RecipeRunner::run_trainer(Trainer& trainer, const std::string& run, const s
     }
     const RunState st = trainer.run_until(trainer.step() + 1);
     if (st == RunState::Paused || st == RunState::Failed)
-      throw Error(run + " " + stage, trainer.last_error().empty() ? "training stopped" : trainer.last_error());
+      throw Error(run + " " + stage,
+                  trainer.last_error().empty() ? "training stopped" : trainer.last_error());
   }
   summary.steps += trainer.step();
   return !summary.stopped_early;
@@ -168,12 +174,13 @@ models::HedgehogLM RecipeRunner::train_stage1(const RecipeConfig& recipe, const 
     LossParts parts;
     for (int64_t l = 0; l < L; ++l) {
       at::Tensor weights;
-      at::Tensor o_s = hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0,
-                                                           lambda_attn > 0 ? &weights : nullptr);  // [B, T, d]
+      at::Tensor o_s =
+          hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0,
+                                              lambda_attn > 0 ? &weights : nullptr);  // [B, T, d]
       parts.add("cosine.layers." + std::to_string(l), cosine_alignment_loss(o_s, t.attn_output[l]), 1.0 / L);
       if (lambda_attn > 0)
-        parts.add("attn_ce.layers." + std::to_string(l), attention_weight_cross_entropy(t.attn_probs[l], weights),
-                  lambda_attn / L);
+        parts.add("attn_ce.layers." + std::to_string(l),
+                  attention_weight_cross_entropy(t.attn_probs[l], weights), lambda_attn / L);
     }
     parts.tokens = ids.numel();
     return parts;
@@ -184,14 +191,15 @@ models::HedgehogLM RecipeRunner::train_stage1(const RecipeConfig& recipe, const 
   };
   cb.eval = [&](int64_t) {
     return std::vector<std::pair<std::string, double>>{
-        {"heldout_perplexity", evaluate([&](const at::Tensor& ids) { return hh->forward(ids); }, recipe.data.eval_windows)}};
+        {"heldout_perplexity",
+         evaluate([&](const at::Tensor& ids) { return hh->forward(ids); }, recipe.data.eval_windows)}};
   };
   cb.on_eval = [&](const EvalReport& r) {
     if (events_.on_eval) events_.on_eval(run, "stage1", r);
   };
   Trainer trainer(trainable(*hh),
-                  trainer_config(recipe.stage1.weight_decay, recipe.stage1_schedule(), recipe.stage1.grad_clip,
-                                 recipe.data, steps),
+                  trainer_config(recipe.stage1.weight_decay, recipe.stage1_schedule(),
+                                 recipe.stage1.grad_clip, recipe.data, steps),
                   step_fn, cb);
   run_trainer(trainer, run, "stage1", summary);
   summary.stage1_tokens = trainer.tokens_seen();
@@ -210,9 +218,9 @@ void RecipeRunner::train_stage2(const RecipeConfig& recipe, const std::string& r
   const bool align = s2.align_weight > 0;
   const int64_t L = teacher_->config().num_layers;
   auto step_fn = [&](int64_t, int64_t) {
-    at::Tensor batch = cursor.next();              // [B, T+1]
-    at::Tensor ids = batch.narrow(1, 0, T);        // [B, T]
-    at::Tensor targets = batch.narrow(1, 1, T);    // [B, T]
+    at::Tensor batch = cursor.next();            // [B, T+1]
+    at::Tensor ids = batch.narrow(1, 0, T);      // [B, T]
+    at::Tensor targets = batch.narrow(1, 1, T);  // [B, T]
     models::TeacherOutput t;
     at::Tensor kd_logits;
     {
@@ -285,7 +293,8 @@ RunSummary RecipeRunner::run_hedgemamba(const RecipeConfig& recipe, const std::s
   Stage2Model m = stage2_model_of(student);
   const bool kd_from_stage1 = recipe.stage2.kd_target == "stage1";
   train_stage2(recipe, run, m, recipe.stage2.tokens, kd_from_stage1 ? &stage1 : nullptr, summary);
-  summary.perplexity = evaluate([student](const at::Tensor& ids) mutable { return student->forward(ids); }, 0);
+  summary.perplexity =
+      evaluate([student](const at::Tensor& ids) mutable { return student->forward(ids); }, 0);
   summary.ratio_to_teacher = summary.perplexity / teacher_perplexity();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (student_out) *student_out = student;
@@ -296,7 +305,8 @@ RunSummary RecipeRunner::run_hedgehog(const models::HedgehogLM* trained_stage1) 
   const auto t0 = std::chrono::steady_clock::now();
   RunSummary summary;
   summary.run = "hedgehog";
-  models::HedgehogLM model = trained_stage1 ? clone_stage1(*trained_stage1) : train_stage1(recipe_, "hedgehog", summary);
+  models::HedgehogLM model =
+      trained_stage1 ? clone_stage1(*trained_stage1) : train_stage1(recipe_, "hedgehog", summary);
   if (trained_stage1) summary.stage1_tokens = recipe_.stage1_steps() * recipe_.tokens_per_step();
   // A KD target of "stage1" is the model as stage 1 left it, kept frozen beside the one that trains on.
   std::optional<models::HedgehogLM> frozen;
@@ -329,7 +339,8 @@ RunSummary RecipeRunner::run_direct() {
   RecipeConfig recipe = recipe_;
   recipe.stage2.kd_target = "teacher";
   train_stage2(recipe, "direct", m, recipe_.stage1.tokens + recipe_.stage2.tokens, nullptr, summary);
-  summary.perplexity = evaluate([student](const at::Tensor& ids) mutable { return student->forward(ids); }, 0);
+  summary.perplexity =
+      evaluate([student](const at::Tensor& ids) mutable { return student->forward(ids); }, 0);
   summary.ratio_to_teacher = summary.perplexity / teacher_perplexity();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
@@ -344,14 +355,19 @@ std::vector<RunSummary> RecipeRunner::compare(bool with_ablations) {
   stage1_summary.run = "stage1";
   if (needs_stage1) stage1 = train_stage1(recipe_, "stage1", stage1_summary);
   for (const auto& run : runs) {
-    if (run == "teacher") out.push_back(evaluate_teacher());
-    else if (run == "hedgehog") out.push_back(run_hedgehog(&*stage1));
-    else if (run == "direct") out.push_back(run_direct());
-    else if (run == "hedgemamba") out.push_back(run_hedgemamba(recipe_, "hedgemamba", nullptr, &*stage1));
+    if (run == "teacher")
+      out.push_back(evaluate_teacher());
+    else if (run == "hedgehog")
+      out.push_back(run_hedgehog(&*stage1));
+    else if (run == "direct")
+      out.push_back(run_direct());
+    else if (run == "hedgemamba")
+      out.push_back(run_hedgemamba(recipe_, "hedgemamba", nullptr, &*stage1));
     if (events_.stop_requested && events_.stop_requested->load()) return out;
   }
   if (!with_ablations) return out;
-  const auto& ablations = recipe_.comparison.ablations.empty() ? valid_ablations() : recipe_.comparison.ablations;
+  const auto& ablations =
+      recipe_.comparison.ablations.empty() ? valid_ablations() : recipe_.comparison.ablations;
   for (const auto& a : ablations) {
     const RecipeConfig r = with_ablation(recipe_, a);
     // Mixer ablations leave stage 1 as it was; a re-split of the budget needs its own stage 1.

@@ -22,7 +22,8 @@ namespace {
 
 using nlohmann::json;
 
-// ---- config.json -------------------------------------------------------------------------------------------
+// ---- config.json
+// -------------------------------------------------------------------------------------------
 
 int64_t require_int(const json& j, const char* key, const std::string& source) {
   if (!j.contains(key)) throw Error(source + ": " + key, "missing (expected a positive integer)");
@@ -40,7 +41,8 @@ double number_or(const json& j, const char* key, double fallback, const std::str
 
 bool bool_or(const json& j, const char* key, bool fallback, const std::string& source) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
-  if (!j.at(key).is_boolean()) throw Error(source + ": " + key, "expected true or false, got " + j.at(key).dump());
+  if (!j.at(key).is_boolean())
+    throw Error(source + ": " + key, "expected true or false, got " + j.at(key).dump());
   return j.at(key).get<bool>();
 }
 
@@ -57,19 +59,24 @@ Activation parse_activation(const std::string& name, const std::string& source) 
   if (name == "gelu_new" || name == "gelu_fast" || name == "gelu_pytorch_tanh") return Activation::kGeluTanh;
   if (name == "relu") return Activation::kRelu;
   if (name == "silu" || name == "swish") return Activation::kSilu;
-  throw Error(source + ": hidden_act",
-              "\"" + name + "\" is not supported (expected gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, relu or silu)");
+  throw Error(
+      source + ": hidden_act",
+      "\"" + name +
+          "\" is not supported (expected gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, relu or silu)");
 }
 
 // rope_type "default" or "linear"; anything else would silently change the positions, so it is refused.
 void read_rope_type(const json& rope, const std::string& field, GptNeoXConfig& c, const std::string& source) {
   std::string type = "default";
-  if (rope.contains("rope_type") && rope.at("rope_type").is_string()) type = rope.at("rope_type").get<std::string>();
-  else if (rope.contains("type") && rope.at("type").is_string()) type = rope.at("type").get<std::string>();
+  if (rope.contains("rope_type") && rope.at("rope_type").is_string())
+    type = rope.at("rope_type").get<std::string>();
+  else if (rope.contains("type") && rope.at("type").is_string())
+    type = rope.at("type").get<std::string>();
   if (type == "default") return;
   if (type == "linear") {
     c.rope_linear_factor = number_or(rope, "factor", 1.0, source + ": " + field);
-    if (!(c.rope_linear_factor > 0)) throw Error(source + ": " + field + ".factor", "expected a positive number");
+    if (!(c.rope_linear_factor > 0))
+      throw Error(source + ": " + field + ".factor", "expected a positive number");
     return;
   }
   throw Error(source + ": " + field + ".rope_type",
@@ -83,12 +90,15 @@ GptNeoXConfig GptNeoXConfig::from_json(const json& j, const std::string& source)
   if (j.contains("model_type")) {
     const std::string mt = j.at("model_type").is_string() ? j.at("model_type").get<std::string>() : "";
     if (mt != "gpt_neox")
-      throw Error(source + ": model_type",
-                  "\"" + mt + "\" is not supported (HedgeLab reads GPT-NeoX/Pythia teachers, model_type \"gpt_neox\")");
+      throw Error(
+          source + ": model_type",
+          "\"" + mt +
+              "\" is not supported (HedgeLab reads GPT-NeoX/Pythia teachers, model_type \"gpt_neox\")");
   } else {
     bool neox = false;
     if (j.contains("architectures") && j.at("architectures").is_array())
-      for (const auto& a : j.at("architectures")) neox |= a.is_string() && a.get<std::string>() == "GPTNeoXForCausalLM";
+      for (const auto& a : j.at("architectures"))
+        neox |= a.is_string() && a.get<std::string>() == "GPTNeoXForCausalLM";
     if (!neox) throw Error(source + ": model_type", "missing (expected \"gpt_neox\")");
   }
   GptNeoXConfig c;
@@ -97,7 +107,8 @@ GptNeoXConfig GptNeoXConfig::from_json(const json& j, const std::string& source)
   c.num_layers = require_int(j, "num_hidden_layers", source);
   c.num_heads = require_int(j, "num_attention_heads", source);
   c.intermediate_size = require_int(j, "intermediate_size", source);
-  if (j.contains("max_position_embeddings")) c.max_position_embeddings = require_int(j, "max_position_embeddings", source);
+  if (j.contains("max_position_embeddings"))
+    c.max_position_embeddings = require_int(j, "max_position_embeddings", source);
   c.layer_norm_eps = number_or(j, "layer_norm_eps", 1e-5, source);
   c.use_parallel_residual = bool_or(j, "use_parallel_residual", true, source);
   c.tie_word_embeddings = bool_or(j, "tie_word_embeddings", false, source);
@@ -119,7 +130,8 @@ GptNeoXConfig GptNeoXConfig::from_json(const json& j, const std::string& source)
     read_rope_type(rp, "rope_parameters", c, source);
   }
   if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) {
-    if (!j.at("rope_scaling").is_object()) throw Error(source + ": rope_scaling", "expected an object or null");
+    if (!j.at("rope_scaling").is_object())
+      throw Error(source + ": rope_scaling", "expected an object or null");
     read_rope_type(j.at("rope_scaling"), "rope_scaling", c, source);
   }
   c.bos_token_id = token_id_or_none(j, "bos_token_id");
@@ -143,8 +155,8 @@ void GptNeoXConfig::validate(const std::string& source) const {
   if (!(rotary_pct >= 0.0 && rotary_pct <= 1.0))
     throw Error(source + ": rotary_pct", "expected a fraction in [0, 1], got " + std::to_string(rotary_pct));
   if (rotary_dims() % 2 != 0)
-    throw Error(source + ": rotary_pct", "rotates " + std::to_string(rotary_dims()) +
-                                             " channels per head; expected an even number");
+    throw Error(source + ": rotary_pct",
+                "rotates " + std::to_string(rotary_dims()) + " channels per head; expected an even number");
   if (!(rotary_base > 0.0)) throw Error(source + ": rotary_emb_base", "expected a positive number");
   if (!(layer_norm_eps > 0.0)) throw Error(source + ": layer_norm_eps", "expected a positive number");
 }
@@ -187,7 +199,8 @@ int64_t GptNeoXConfig::parameter_count() const {
   return V * d + num_layers * per_layer + 2 * d + (tie_word_embeddings ? 0 : V * d);
 }
 
-// ---- modules -------------------------------------------------------------------------------------------------
+// ---- modules
+// -------------------------------------------------------------------------------------------------
 
 namespace {
 torch::nn::LayerNorm make_layer_norm(const GptNeoXConfig& c) {
@@ -200,7 +213,8 @@ GptNeoXAttentionImpl::GptNeoXAttentionImpl(const GptNeoXConfig& c) {
       "query_key_value",
       torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, 3 * c.hidden_size).bias(c.attention_bias)));
   dense = register_module(
-      "dense", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.hidden_size).bias(c.attention_bias)));
+      "dense",
+      torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.hidden_size).bias(c.attention_bias)));
 }
 
 GptNeoXMlpImpl::GptNeoXMlpImpl(const GptNeoXConfig& c) {
@@ -218,7 +232,8 @@ GptNeoXLayerImpl::GptNeoXLayerImpl(const GptNeoXConfig& c) {
 GptNeoXBodyImpl::GptNeoXBodyImpl(const GptNeoXConfig& c) {
   embed_in = register_module("embed_in", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.num_layers; ++i) layers->push_back(GptNeoXLayer(c));
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    layers->push_back(GptNeoXLayer(c));
   final_layer_norm = register_module("final_layer_norm", make_layer_norm(c));
 }
 
@@ -234,7 +249,8 @@ at::Tensor GptNeoXForCausalLMImpl::lm_head_weight() const {
   return config_.tie_word_embeddings ? gpt_neox->embed_in->weight : embed_out->weight;
 }
 
-// ---- forward -------------------------------------------------------------------------------------------------
+// ---- forward
+// -------------------------------------------------------------------------------------------------
 
 namespace {
 
@@ -255,26 +271,28 @@ at::Tensor apply_rotary(const at::Tensor& x, int64_t rotary_dims, double base, d
   const int64_t T = x.size(2);
   auto f32 = at::TensorOptions().dtype(at::kFloat).device(x.device());
   // inv_freq_j = base^(-2j/r), computed in float32 as transformers does.
-  at::Tensor inv_freq = 1.0 / at::pow(base, at::arange(0, r, 2, f32.dtype(at::kLong)).to(at::kFloat) / r);  // [r/2]
-  at::Tensor pos = at::arange(position_offset, position_offset + T, f32);                                     // [T]
+  at::Tensor inv_freq =
+      1.0 / at::pow(base, at::arange(0, r, 2, f32.dtype(at::kLong)).to(at::kFloat) / r);  // [r/2]
+  at::Tensor pos = at::arange(position_offset, position_offset + T, f32);                 // [T]
   if (linear_factor != 1.0) pos = pos / linear_factor;
-  at::Tensor freqs = at::outer(pos, inv_freq);               // [T, r/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1);              // [T, r]
-  at::Tensor cos = emb.cos().to(x.scalar_type());            // [T, r]
-  at::Tensor sin = emb.sin().to(x.scalar_type());            // [T, r]
-  at::Tensor x_rot = x.narrow(-1, 0, r);                     // [B, H, T, r]
-  at::Tensor x_pass = x.narrow(-1, r, x.size(-1) - r);       // [B, H, T, P-r]
+  at::Tensor freqs = at::outer(pos, inv_freq);          // [T, r/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);         // [T, r]
+  at::Tensor cos = emb.cos().to(x.scalar_type());       // [T, r]
+  at::Tensor sin = emb.sin().to(x.scalar_type());       // [T, r]
+  at::Tensor x_rot = x.narrow(-1, 0, r);                // [B, H, T, r]
+  at::Tensor x_pass = x.narrow(-1, r, x.size(-1) - r);  // [B, H, T, P-r]
   at::Tensor rotated_half = at::cat({-x_rot.narrow(-1, r / 2, r / 2), x_rot.narrow(-1, 0, r / 2)}, -1);
   return at::cat({x_rot * cos + rotated_half * sin, x_pass}, -1);  // [B, H, T, P]
 }
 
-RotatedQkv GptNeoXForCausalLMImpl::attention_qkv(int64_t layer, const at::Tensor& x, int64_t position_offset) const {
+RotatedQkv GptNeoXForCausalLMImpl::attention_qkv(int64_t layer, const at::Tensor& x,
+                                                 int64_t position_offset) const {
   const auto& attn = *gpt_neox->layer(layer)->attention;
   const int64_t B = x.size(0), T = x.size(1), H = config_.num_heads, P = config_.head_size();
   at::Tensor qkv = apply_linear(attn.query_key_value, x).view({B, T, H, 3 * P});  // [B, T, H, 3P]
-  at::Tensor q = qkv.narrow(-1, 0, P).permute({0, 2, 1, 3});                 // [B, H, T, P]
-  at::Tensor k = qkv.narrow(-1, P, P).permute({0, 2, 1, 3});                 // [B, H, T, P]
-  at::Tensor v = qkv.narrow(-1, 2 * P, P).permute({0, 2, 1, 3});             // [B, H, T, P]
+  at::Tensor q = qkv.narrow(-1, 0, P).permute({0, 2, 1, 3});                      // [B, H, T, P]
+  at::Tensor k = qkv.narrow(-1, P, P).permute({0, 2, 1, 3});                      // [B, H, T, P]
+  at::Tensor v = qkv.narrow(-1, 2 * P, P).permute({0, 2, 1, 3});                  // [B, H, T, P]
   const int64_t r = config_.rotary_dims();
   q = apply_rotary(q, r, config_.rotary_base, config_.rope_linear_factor, position_offset);
   k = apply_rotary(k, r, config_.rotary_base, config_.rope_linear_factor, position_offset);
@@ -284,16 +302,24 @@ RotatedQkv GptNeoXForCausalLMImpl::attention_qkv(int64_t layer, const at::Tensor
 at::Tensor GptNeoXForCausalLMImpl::attention_merge_and_project(int64_t layer, const at::Tensor& heads) const {
   const int64_t B = heads.size(0), T = heads.size(2);
   at::Tensor merged = heads.permute({0, 2, 1, 3}).reshape({B, T, config_.hidden_size});  // [B, T, d]
-  return apply_linear(gpt_neox->layer(layer)->attention->dense, merged);                     // [B, T, d]
+  return apply_linear(gpt_neox->layer(layer)->attention->dense, merged);                 // [B, T, d]
 }
 
 at::Tensor GptNeoXForCausalLMImpl::mlp(const GptNeoXLayerImpl& layer, const at::Tensor& x) const {
   at::Tensor h = apply_linear(layer.mlp->dense_h_to_4h, x);  // [B, T, F]
   switch (config_.activation) {
-    case Activation::kGeluExact: h = at::gelu(h); break;
-    case Activation::kGeluTanh: h = at::gelu(h, "tanh"); break;
-    case Activation::kRelu: h = at::relu(h); break;
-    case Activation::kSilu: h = at::silu(h); break;
+    case Activation::kGeluExact:
+      h = at::gelu(h);
+      break;
+    case Activation::kGeluTanh:
+      h = at::gelu(h, "tanh");
+      break;
+    case Activation::kRelu:
+      h = at::relu(h);
+      break;
+    case Activation::kSilu:
+      h = at::silu(h);
+      break;
   }
   return apply_linear(layer.mlp->dense_4h_to_h, h);  // [B, T, d]
 }
@@ -370,7 +396,8 @@ TeacherOutput GptNeoXForCausalLMImpl::forward(const at::Tensor& ids, const Teach
   return out;
 }
 
-// ---- loading and saving -------------------------------------------------------------------------------------
+// ---- loading and saving
+// -------------------------------------------------------------------------------------
 
 GptNeoXConfig read_gpt_neox_config(const io::CheckpointFolder& folder) {
   return GptNeoXConfig::from_json(folder.config(), folder.config_path().string());
@@ -395,17 +422,20 @@ GptNeoXForCausalLM load_gpt_neox(const io::CheckpointFolder& folder) {
     const bool known_buffer = name.find(".attention.bias") != std::string::npos ||
                               name.find(".attention.masked_bias") != std::string::npos ||
                               name.find("rotary_emb.inv_freq") != std::string::npos;
-    if (!known_buffer) spdlog::warn("{}: tensor \"{}\" is not part of GPT-NeoX and is ignored", folder.dir().string(), name);
+    if (!known_buffer)
+      spdlog::warn("{}: tensor \"{}\" is not part of GPT-NeoX and is ignored", folder.dir().string(), name);
   }
   model->eval();
   return model;
 }
 
-void save_gpt_neox(GptNeoXForCausalLM& model, const io::Tokenizer& tokenizer, const std::filesystem::path& dir,
-                   const std::string& weights_dtype) {
+void save_gpt_neox(GptNeoXForCausalLM& model, const io::Tokenizer& tokenizer,
+                   const std::filesystem::path& dir, const std::string& weights_dtype) {
   at::ScalarType dtype = at::kFloat;
-  if (weights_dtype == "float16") dtype = at::kHalf;
-  else if (weights_dtype == "bfloat16") dtype = at::kBFloat16;
+  if (weights_dtype == "float16")
+    dtype = at::kHalf;
+  else if (weights_dtype == "bfloat16")
+    dtype = at::kBFloat16;
   else if (weights_dtype != "float32")
     throw Error("weights dtype", "\"" + weights_dtype + "\" (expected float32, float16 or bfloat16)");
   std::error_code ec;
@@ -425,22 +455,23 @@ void save_gpt_neox(GptNeoXForCausalLM& model, const io::Tokenizer& tokenizer, co
 
 PerplexityResult perplexity(GptNeoXForCausalLM& model, const at::Tensor& windows, int64_t batch_size,
                             const std::function<void(int64_t, int64_t)>& progress) {
-  return perplexity([&model](const at::Tensor& ids) { return model->forward(ids).logits; }, windows, batch_size,
-                    progress);
+  return perplexity([&model](const at::Tensor& ids) { return model->forward(ids).logits; }, windows,
+                    batch_size, progress);
 }
 
-PerplexityResult perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of, const at::Tensor& windows,
-                            int64_t batch_size, const std::function<void(int64_t, int64_t)>& progress) {
+PerplexityResult perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of,
+                            const at::Tensor& windows, int64_t batch_size,
+                            const std::function<void(int64_t, int64_t)>& progress) {
   TORCH_CHECK(windows.dim() == 2 && windows.size(1) >= 2, "perplexity expects windows [N, T+1]");
   torch::NoGradGuard no_grad;
   const int64_t N = windows.size(0), T = windows.size(1) - 1;
   double nll = 0.0;
   for (int64_t s = 0; s < N; s += batch_size) {
     const int64_t b = std::min(batch_size, N - s);
-    at::Tensor w = windows.narrow(0, s, b);                       // [b, T+1]
+    at::Tensor w = windows.narrow(0, s, b);                        // [b, T+1]
     at::Tensor logits = logits_of(w.narrow(1, 0, T));              // [b, T, V]
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);  // [b, T, V]
-    at::Tensor target = w.narrow(1, 1, T).unsqueeze(-1);          // [b, T, 1]
+    at::Tensor target = w.narrow(1, 1, T).unsqueeze(-1);           // [b, T, 1]
     nll -= logp.gather(-1, target).to(at::kDouble).sum().item<double>();
     if (progress) progress(s + b, N);
   }
@@ -475,13 +506,15 @@ int64_t pick_next_token(const at::Tensor& logits /*[V]*/, const GenerationOption
 }
 
 std::vector<int64_t> generate(GptNeoXForCausalLM& model, const std::vector<int64_t>& prompt,
-                              const GenerationOptions& options, const std::function<void(int64_t)>& on_token) {
+                              const GenerationOptions& options,
+                              const std::function<void(int64_t)>& on_token) {
   if (prompt.empty()) throw Error("prompt", "is empty; give at least one token");
   torch::NoGradGuard no_grad;
   Prng prng(options.seed);
   KvCache cache;
   const auto device = model->lm_head_weight().device();
-  at::Tensor ids = at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(device);  // [1, T]
+  at::Tensor ids =
+      at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0).to(device);  // [1, T]
   std::vector<int64_t> out;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     at::Tensor logits = model->forward(ids, {}, &cache).logits;  // [1, T, V]

@@ -28,15 +28,15 @@ namespace hedgelab::models {
 enum class Activation { kGeluExact, kGeluTanh, kRelu, kSilu };
 
 struct GptNeoXConfig {
-  int64_t vocab_size = 0;          // V
-  int64_t hidden_size = 0;         // d
-  int64_t num_layers = 0;          // L
-  int64_t num_heads = 0;           // H
-  int64_t intermediate_size = 0;   // F
+  int64_t vocab_size = 0;         // V
+  int64_t hidden_size = 0;        // d
+  int64_t num_layers = 0;         // L
+  int64_t num_heads = 0;          // H
+  int64_t intermediate_size = 0;  // F
   int64_t max_position_embeddings = 2048;
-  double rotary_pct = 0.25;        // fraction of each head's channels that are rotated
+  double rotary_pct = 0.25;  // fraction of each head's channels that are rotated
   double rotary_base = 10000.0;
-  double rope_linear_factor = 1.0; // rope_type "linear": positions divided by this
+  double rope_linear_factor = 1.0;  // rope_type "linear": positions divided by this
   double layer_norm_eps = 1e-5;
   bool use_parallel_residual = true;
   bool tie_word_embeddings = false;
@@ -46,7 +46,7 @@ struct GptNeoXConfig {
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> eos_token_id;
 
-  int64_t head_size() const { return hidden_size / num_heads; }                          // P
+  int64_t head_size() const { return hidden_size / num_heads; }                           // P
   int64_t rotary_dims() const { return static_cast<int64_t>(head_size() * rotary_pct); }  // r
 
   // Reads both shapes found in the wild (rotary_pct/rotary_emb_base, or rope_parameters / rope_scaling).
@@ -105,10 +105,10 @@ struct TeacherCaptureOptions {
 };
 
 struct TeacherOutput {
-  at::Tensor logits;                     // [B, T, V]
-  std::vector<at::Tensor> attn_input;    // per layer [B, T, d] = input_layernorm(x)
-  std::vector<at::Tensor> attn_output;   // per layer [B, T, d] = dense(merge(heads))
-  std::vector<at::Tensor> attn_probs;    // per layer [B, H, T, T]
+  at::Tensor logits;                    // [B, T, V]
+  std::vector<at::Tensor> attn_input;   // per layer [B, T, d] = input_layernorm(x)
+  std::vector<at::Tensor> attn_output;  // per layer [B, T, d] = dense(merge(heads))
+  std::vector<at::Tensor> attn_probs;   // per layer [B, H, T, T]
 };
 
 struct RotatedQkv {
@@ -128,8 +128,9 @@ class GptNeoXForCausalLMImpl : public torch::nn::Module {
 
   // The building blocks stage 1 and the probes reuse: x [B, T, d] is the attention input ln1(x_ℓ).
   RotatedQkv attention_qkv(int64_t layer, const at::Tensor& x, int64_t position_offset = 0) const;
-  at::Tensor attention_merge_and_project(int64_t layer, const at::Tensor& heads) const;  // [B,H,T,P] → [B,T,d]
-  at::Tensor lm_head_weight() const;  // [V, d]
+  at::Tensor attention_merge_and_project(int64_t layer,
+                                         const at::Tensor& heads) const;  // [B,H,T,P] → [B,T,d]
+  at::Tensor lm_head_weight() const;                                      // [V, d]
 
   GptNeoXBody gpt_neox{nullptr};
   torch::nn::Linear embed_out{nullptr};  // [V, d]; absent (embed_in reused) when tie_word_embeddings
@@ -151,15 +152,15 @@ GptNeoXConfig read_gpt_neox_config(const io::CheckpointFolder& folder);
 
 // Writes a Hugging Face style folder (config.json, model.safetensors, tokenizer.json) that transformers'
 // GPTNeoXForCausalLM and tokenizers load. Each file is written atomically.
-void save_gpt_neox(GptNeoXForCausalLM& model, const io::Tokenizer& tokenizer, const std::filesystem::path& dir,
-                   const std::string& weights_dtype = "float32");
+void save_gpt_neox(GptNeoXForCausalLM& model, const io::Tokenizer& tokenizer,
+                   const std::filesystem::path& dir, const std::string& weights_dtype = "float32");
 
 // ---- evaluation and generation ----------------------------------------------------------------------------
 
 struct PerplexityResult {
   double perplexity = 0.0;
   double mean_nll = 0.0;
-  int64_t tokens = 0;   // predicted tokens
+  int64_t tokens = 0;  // predicted tokens
   int64_t windows = 0;
 };
 
@@ -168,8 +169,9 @@ struct PerplexityResult {
 PerplexityResult perplexity(GptNeoXForCausalLM& model, const at::Tensor& windows, int64_t batch_size,
                             const std::function<void(int64_t, int64_t)>& progress = {});
 // The same protocol for any language model given as ids [b, T] → logits [b, T, V] (students, baselines).
-PerplexityResult perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of, const at::Tensor& windows,
-                            int64_t batch_size, const std::function<void(int64_t, int64_t)>& progress = {});
+PerplexityResult perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of,
+                            const at::Tensor& windows, int64_t batch_size,
+                            const std::function<void(int64_t, int64_t)>& progress = {});
 
 struct GenerationOptions {
   int64_t max_new_tokens = 32;

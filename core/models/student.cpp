@@ -248,7 +248,6 @@ HedgeMambaStudent load_student(const std::filesystem::path& dir) {
 // ---- generation
 // ----------------------------------------------------------------------------------------------
 
-
 std::vector<int64_t> generate(HedgeMambaStudent& student, const std::vector<int64_t>& prompt,
                               const GenerationOptions& options,
                               const std::function<void(int64_t)>& on_token) {

@@ -20,16 +20,27 @@ namespace hedgelab::train {
 using nlohmann::json;
 
 json PretrainConfig::to_json() const {
-  return {{"model", model.to_json()}, {"context", context},       {"batch_size", batch_size},
-          {"accumulation", accumulation}, {"steps", steps},       {"lr", lr},
-          {"min_lr", min_lr},             {"warmup_steps", warmup_steps}, {"weight_decay", weight_decay},
-          {"beta1", beta1},               {"beta2", beta2},       {"grad_clip", grad_clip},
-          {"eval_every", eval_every},     {"seed", seed}};
+  return {{"model", model.to_json()},
+          {"context", context},
+          {"batch_size", batch_size},
+          {"accumulation", accumulation},
+          {"steps", steps},
+          {"lr", lr},
+          {"min_lr", min_lr},
+          {"warmup_steps", warmup_steps},
+          {"weight_decay", weight_decay},
+          {"beta1", beta1},
+          {"beta2", beta2},
+          {"grad_clip", grad_clip},
+          {"eval_every", eval_every},
+          {"seed", seed}};
 }
 
 void PretrainConfig::validate() const {
   auto at_least = [](const char* field, int64_t v, int64_t lo) {
-    if (v < lo) throw Error(std::string("pretrain: ") + field, "expected at least " + std::to_string(lo) + ", got " + std::to_string(v));
+    if (v < lo)
+      throw Error(std::string("pretrain: ") + field,
+                  "expected at least " + std::to_string(lo) + ", got " + std::to_string(v));
   };
   at_least("context", context, 2);
   at_least("batch_size", batch_size, 1);
@@ -55,7 +66,8 @@ void init_gpt_neox_weights(models::GptNeoXForCausalLM& model, uint64_t seed) {
       p.fill_(name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0 ? 1.0 : 0.0);
     } else if (p.dim() == 1) {
       p.zero_();
-    } else if (name.find("attention.dense") != std::string::npos || name.find("dense_4h_to_h") != std::string::npos) {
+    } else if (name.find("attention.dense") != std::string::npos ||
+               name.find("dense_4h_to_h") != std::string::npos) {
       torch::nn::init::normal_(p, 0.0, out_std);
     } else {
       torch::nn::init::normal_(p, 0.0, 0.02);
@@ -66,7 +78,8 @@ void init_gpt_neox_weights(models::GptNeoXForCausalLM& model, uint64_t seed) {
 namespace {
 
 // Replaces `dir` with a freshly written checkpoint: written beside it, then swapped in by renames.
-void save_best(models::GptNeoXForCausalLM& model, const io::Tokenizer& tok, const std::filesystem::path& dir) {
+void save_best(models::GptNeoXForCausalLM& model, const io::Tokenizer& tok,
+               const std::filesystem::path& dir) {
   const auto staging = dir.parent_path() / ("." + dir.filename().string() + ".staging");
   const auto old = dir.parent_path() / ("." + dir.filename().string() + ".old");
   std::error_code ec;
@@ -84,7 +97,8 @@ PretrainResult pretrain(const PretrainConfig& config, PretrainData& data, const 
                         const std::filesystem::path& out_dir, const PretrainCallbacks& callbacks) {
   config.validate();
   if (!data.heldout_windows.defined() || data.heldout_windows.size(0) == 0)
-    throw Error("pretrain: corpus", "has no held-out window of " + std::to_string(config.context + 1) + " tokens");
+    throw Error("pretrain: corpus",
+                "has no held-out window of " + std::to_string(config.context + 1) + " tokens");
   std::error_code ec;
   std::filesystem::create_directories(out_dir.parent_path().empty() ? "." : out_dir.parent_path(), ec);
   if (ec) throw Error(out_dir.string(), "cannot create the parent folder: " + ec.message());
@@ -94,7 +108,8 @@ PretrainResult pretrain(const PretrainConfig& config, PretrainData& data, const 
   model->train();
 
   std::vector<at::Tensor> decay, no_decay;
-  for (auto& p : model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  for (auto& p : model->parameters())
+    (p.dim() >= 2 ? decay : no_decay).push_back(p);
   torch::optim::AdamWOptions base_options(config.lr);
   base_options.betas({config.beta1, config.beta2}).weight_decay(config.weight_decay);
   std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -116,18 +131,20 @@ PretrainResult pretrain(const PretrainConfig& config, PretrainData& data, const 
       break;
     }
     const double lr = schedule.at(step);
-    for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    for (auto& g : optimizer.param_groups())
+      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     optimizer.zero_grad();
     double loss_sum = 0.0;
     int64_t tokens = 0;
     for (int64_t micro = 0; micro < config.accumulation; ++micro) {
-      at::Tensor batch = data.next_batch();                                 // [B, T+1]
+      at::Tensor batch = data.next_batch();  // [B, T+1]
       const int64_t T = batch.size(1) - 1;
-      at::Tensor logits = model->forward(batch.narrow(1, 0, T)).logits;     // [B, T, V]
+      at::Tensor logits = model->forward(batch.narrow(1, 0, T)).logits;  // [B, T, V]
       at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, V}), batch.narrow(1, 1, T).reshape({-1}));
       const double value = loss.item<double>();
       if (!std::isfinite(value))
-        throw Error("pretrain step " + std::to_string(step), "the loss is " + std::to_string(value) + "; lower --lr");
+        throw Error("pretrain step " + std::to_string(step),
+                    "the loss is " + std::to_string(value) + "; lower --lr");
       (loss / static_cast<double>(config.accumulation)).backward();
       loss_sum += value;
       tokens += batch.size(0) * T;
@@ -146,7 +163,8 @@ PretrainResult pretrain(const PretrainConfig& config, PretrainData& data, const 
     info.lr = lr;
     info.grad_norm = grad_norm;
     info.tokens_seen = result.tokens_seen;
-    info.tokens_per_second = static_cast<double>(tokens) / std::max(1e-9, std::chrono::duration<double>(now - t_last).count());
+    info.tokens_per_second =
+        static_cast<double>(tokens) / std::max(1e-9, std::chrono::duration<double>(now - t_last).count());
     t_last = now;
     if (callbacks.on_step) callbacks.on_step(info);
 

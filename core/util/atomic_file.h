@@ -13,6 +13,7 @@ namespace hedgelab::util {
 void write_file_atomically(const std::filesystem::path& path, const std::string& bytes);
 
 // Same, streaming: `write` fills the stream; nothing appears under `path` unless it returns normally.
-void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
+void write_file_atomically(const std::filesystem::path& path,
+                           const std::function<void(std::ostream&)>& write);
 
 }  // namespace hedgelab::util

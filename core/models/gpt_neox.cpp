@@ -258,9 +258,6 @@ namespace {
 at::Tensor apply_linear(const torch::nn::Linear& l, const at::Tensor& x) {
   return at::linear(x, l->weight, l->bias.defined() ? l->bias : at::Tensor());
 }
-at::Tensor apply_layer_norm(const torch::nn::LayerNorm& n, const at::Tensor& x) {
-  return at::layer_norm(x, n->options.normalized_shape(), n->weight, n->bias, n->options.eps());
-}
 
 }  // namespace
 
@@ -305,9 +302,15 @@ at::Tensor GptNeoXForCausalLMImpl::attention_merge_and_project(int64_t layer, co
   return apply_linear(gpt_neox->layer(layer)->attention->dense, merged);                 // [B, T, d]
 }
 
-at::Tensor GptNeoXForCausalLMImpl::mlp(const GptNeoXLayerImpl& layer, const at::Tensor& x) const {
-  at::Tensor h = apply_linear(layer.mlp->dense_h_to_4h, x);  // [B, T, F]
-  switch (config_.activation) {
+namespace detail {
+
+at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& x) {
+  return at::layer_norm(x, norm->options.normalized_shape(), norm->weight, norm->bias, norm->options.eps());
+}
+
+at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x) {
+  at::Tensor h = apply_linear(mlp.dense_h_to_4h, x);  // [B, T, F]
+  switch (config.activation) {
     case Activation::kGeluExact:
       h = at::gelu(h);
       break;
@@ -321,7 +324,13 @@ at::Tensor GptNeoXForCausalLMImpl::mlp(const GptNeoXLayerImpl& layer, const at::
       h = at::silu(h);
       break;
   }
-  return apply_linear(layer.mlp->dense_4h_to_h, h);  // [B, T, d]
+  return apply_linear(mlp.dense_4h_to_h, h);  // [B, T, d]
+}
+
+}  // namespace detail
+
+at::Tensor GptNeoXForCausalLMImpl::mlp(const GptNeoXLayerImpl& layer, const at::Tensor& x) const {
+  return detail::apply_mlp(config_, *layer.mlp, x);
 }
 
 namespace {
@@ -364,7 +373,7 @@ TeacherOutput GptNeoXForCausalLMImpl::forward(const at::Tensor& ids, const Teach
   at::Tensor h = gpt_neox->embed_in->forward(ids);  // [B, T, d]
   for (int64_t i = 0; i < L; ++i) {
     const auto& layer = *gpt_neox->layer(i);
-    at::Tensor a_in = apply_layer_norm(layer.input_layernorm, h);  // [B, T, d]
+    at::Tensor a_in = detail::apply_layer_norm(layer.input_layernorm, h);  // [B, T, d]
     RotatedQkv qkv = attention_qkv(i, a_in, past);
     at::Tensor k = qkv.k, v = qkv.v;  // [B, H, S+T, P] once joined with the cache
     if (cache) {
@@ -384,14 +393,14 @@ TeacherOutput GptNeoXForCausalLMImpl::forward(const at::Tensor& ids, const Teach
     }
     if (capture.attention_probs) out.attn_probs.push_back(probs);
     if (config_.use_parallel_residual) {
-      h = h + a_out + mlp(layer, apply_layer_norm(layer.post_attention_layernorm, h));
+      h = h + a_out + mlp(layer, detail::apply_layer_norm(layer.post_attention_layernorm, h));
     } else {
       h = h + a_out;
-      h = h + mlp(layer, apply_layer_norm(layer.post_attention_layernorm, h));
+      h = h + mlp(layer, detail::apply_layer_norm(layer.post_attention_layernorm, h));
     }
   }
   if (cache) cache->length += ids.size(1);
-  h = apply_layer_norm(gpt_neox->final_layer_norm, h);
+  h = detail::apply_layer_norm(gpt_neox->final_layer_norm, h);
   out.logits = at::linear(h, lm_head_weight());  // [B, T, V]
   return out;
 }

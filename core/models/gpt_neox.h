@@ -141,6 +141,12 @@ class GptNeoXForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GptNeoXForCausalLM);
 
+// The functional blocks every model on the GPT-NeoX skeleton shares (teacher, stage 1, student).
+namespace detail {
+at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& x);                 // [B,T,d]
+at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x);  // [B,T,d]
+}  // namespace detail
+
 // Rotary embedding of docs/method.md §2 on the first r channels; x [B, H, T, P], positions offset.. offset+T.
 at::Tensor apply_rotary(const at::Tensor& x, int64_t rotary_dims, double base, double linear_factor,
                         int64_t position_offset);

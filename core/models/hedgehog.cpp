@@ -14,29 +14,6 @@ namespace hedgelab::models {
 
 namespace detail {
 
-at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& x) {
-  return at::layer_norm(x, norm->options.normalized_shape(), norm->weight, norm->bias, norm->options.eps());
-}
-
-at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x) {
-  at::Tensor h = at::linear(x, mlp.dense_h_to_4h->weight, mlp.dense_h_to_4h->bias);  // [B, T, F]
-  switch (config.activation) {
-    case Activation::kGeluExact:
-      h = at::gelu(h);
-      break;
-    case Activation::kGeluTanh:
-      h = at::gelu(h, "tanh");
-      break;
-    case Activation::kRelu:
-      h = at::relu(h);
-      break;
-    case Activation::kSilu:
-      h = at::silu(h);
-      break;
-  }
-  return at::linear(h, mlp.dense_4h_to_h->weight, mlp.dense_4h_to_h->bias);  // [B, T, d]
-}
-
 void copy_parameters(const torch::nn::Module& from, torch::nn::Module& to, const std::string& what) {
   torch::NoGradGuard no_grad;
   const auto source = from.named_parameters();

@@ -124,8 +124,6 @@ TORCH_MODULE(HedgehogLM);
 
 // Blocks of the GPT-NeoX skeleton that the stage-1 model and the student share.
 namespace detail {
-at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& x);                 // [B,T,d]
-at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x);  // [B,T,d]
 // Copies every parameter of `from` into the same-named parameter of `to` (shapes must agree).
 void copy_parameters(const torch::nn::Module& from, torch::nn::Module& to, const std::string& what);
 }  // namespace detail

@@ -29,9 +29,10 @@ if(HEDGELAB_TESTS OR HEDGELAB_GUI)
 endif()
 if(HEDGELAB_GUI)
   find_package(QCustomPlotQt6 REQUIRED)
-  enable_language(C)
-  find_package(HDF5 REQUIRED COMPONENTS C)
 endif()
+
+# HDF5 (C API) for sessions, which the CLI writes too. FindHDF5 needs the C language enabled.
+find_package(HDF5 REQUIRED COMPONENTS C)
 
 # LibTorch 2.x's shared libraries export copies of some std:: symbols (seen with PyTorch 2.11's wheel: even
 # libstdc++'s own std::filesystem references bound to libtorch_cpu's copies, and std::filesystem calls

@@ -2,6 +2,7 @@
 # Run ON THE GPU MACHINE (Ubuntu 24.04, PyTorch 2.11 with CUDA), in the repo root, with .debs/ carried
 # (prepare it here with scripts/gpu-gather-debs.sh). Builds HedgeLab with the GUI off against PyTorch's bundled
 # LibTorch, runs the test suite (or the labels in $HEDGELAB_CTEST_LABELS), and leaves logs under $OUT.
+# HEDGELAB_GPU_TARGETS limits the build to some targets; HEDGELAB_GPU_SKIP_TESTS=1 skips ctest.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${OUT:-$ROOT/out}"
@@ -23,11 +24,14 @@ BUILD="${HEDGELAB_GPU_BUILD_DIR:-$ROOT/build-gpu}"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEDGELAB_GUI=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEBROOT/usr" \
   -DQT_HOST_PATH="$DEBROOT/usr" 2>&1 | tee -a "$OUT/build.log"
-cmake --build "$BUILD" -j "$(nproc)" -- -k 0 2>&1 | tail -n 60 | tee -a "$OUT/build.log"
+targets="${HEDGELAB_GPU_TARGETS:-}"  # e.g. "hedgelab-cli bench_stage_steps": only these (default: all)
+cmake --build "$BUILD" -j "$(nproc)" ${targets:+--target $targets} -- -k 0 2>&1 | tail -n 60 |
+  tee -a "$OUT/build.log"
 build_rc=${PIPESTATUS[0]}
 echo "build exit code: $build_rc" | tee -a "$OUT/build.log"
 [ "$build_rc" -eq 0 ] || exit "$build_rc"
 
+[ "${HEDGELAB_GPU_SKIP_TESTS:-0}" = 1 ] && exit 0
 labels="${HEDGELAB_CTEST_LABELS:-}"
 ctest --test-dir "$BUILD" --output-on-failure -j 8 ${labels:+-L "$labels"} 2>&1 | tee "$OUT/ctest.log"
 exit "${PIPESTATUS[0]}"

@@ -274,8 +274,8 @@ class TestCli : public QObject {
         {"stage1", {{"tokens", 128}, {"warmup_steps", 1}}},
         {"stage2", {{"tokens", 128}, {"warmup_steps", 1}}}};
     write_file(tmp / "tiny.json", recipe.dump());
-    auto r = run_cli(
-        {"distill", "--preset", q(tmp / "tiny.json"), "--out", q(tmp / "student"), "--no-cache", "--json"});
+    auto r = run_cli({"distill", "--preset", q(tmp / "tiny.json"), "--out", q(tmp / "student"), "--session",
+                      q(tmp / "s.h5"), "--no-cache", "--json"});
     QVERIFY2(r.exit_code == 0, r.err.c_str());
     auto j = nlohmann::json::parse(r.out);
     QCOMPARE(j["runs"].size(), size_t(2));
@@ -283,6 +283,21 @@ class TestCli : public QObject {
     QCOMPARE(j["runs"][1]["steps"].get<int>(), 8);
     for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
       QVERIFY2(fs::exists(tmp / "student" / f), f);
+    QVERIFY(fs::exists(tmp / "s.h5"));
+    // The saved student is a model eval and generate load: the same held-out perplexity as the run's.
+    r = run_cli({"eval", "--checkpoint", q(tmp / "student"), "--corpus", q(tmp / "corpus.txt"), "--context",
+                 "16", "--json", "--no-cache"});
+    QVERIFY2(r.exit_code == 0, r.err.c_str());
+    QCOMPARE(nlohmann::json::parse(r.out)["model"].get<std::string>(), std::string("hedge_mamba_student"));
+    r = run_cli({"generate", "--checkpoint", q(tmp / "student"), "--prompt", "The quick", "--max-new", "6",
+                 "--json"});
+    QVERIFY2(r.exit_code == 0, r.err.c_str());
+    const size_t n_ids = nlohmann::json::parse(r.out)["ids"].size();
+    QVERIFY(n_ids >= 1 && n_ids <= 6);
+    // A session is never overwritten.
+    EXPECT_ONE_LINE_FAILURE(
+        run_cli({"distill", "--preset", q(tmp / "tiny.json"), "--session", q(tmp / "s.h5")}), "s.h5",
+        "exists");
   }
 
   void pretrain_into_unwritable_place_fails_cleanly() {

@@ -1,4 +1,5 @@
 // eval: held-out perplexity of a checkpoint under the protocol of docs/method.md §5.
+#include <ATen/core/grad_mode.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -17,7 +18,7 @@ int run_eval(const Args& args) {
   ArgParser p("eval",
               "Perplexity of a checkpoint on a corpus: windows of T+1 tokens at 0, T, 2T, ... (full\n"
               "windows only), predicting tokens 1..T of each; ppl = exp(mean NLL).");
-  p.option("checkpoint", "DIR", "checkpoint folder (default: the demo teacher)", "")
+  p.option("checkpoint", "DIR", "teacher or exported student folder (default: the demo teacher)", "")
       .option("corpus", "PATH", "text file/folder, .jsonl or .bin (default: data/kjv.txt)", "")
       .option("context", "T", "window length (default: min(max_position_embeddings, 1024))", "0")
       .option("split", "NAME", "heldout, train or all", "heldout")
@@ -32,10 +33,10 @@ int run_eval(const Args& args) {
   const int64_t batch = p.integer("batch", 1);
   const int64_t max_windows = p.integer("max-windows", 0);
 
-  auto teacher = load_teacher(p.str("checkpoint"));
-  auto tok = load_tokenizer(teacher.folder);
+  auto model = load_model(p.str("checkpoint"));
+  auto tok = load_tokenizer(model.folder);
   int64_t T = p.integer("context", 0);
-  if (T == 0) T = std::min<int64_t>(teacher.model->config().max_position_embeddings, 1024);
+  if (T == 0) T = std::min<int64_t>(model.config().max_position_embeddings, 1024);
   if (T < 1) throw UsageError("eval: --context: expected a positive integer");
   auto corpus = load_corpus_with(tok, p.str("corpus"), !p.enabled("no-cache"));
   const data::TokenView view = split == "all"     ? corpus.all()
@@ -46,10 +47,12 @@ int run_eval(const Args& args) {
   const bool as_json = p.enabled("json");
   util::ProgressBar bar("eval", windows.size(0), "windows");
   bar.set_enabled(!as_json);
+  at::NoGradGuard no_grad;
   auto result =
-      models::perplexity(teacher.model, windows, batch, [&](int64_t done, int64_t) { bar.update(done); });
+      models::perplexity(model.logits(), windows, batch, [&](int64_t done, int64_t) { bar.update(done); });
   bar.finish();
-  nlohmann::json j = {{"checkpoint", teacher.dir},
+  nlohmann::json j = {{"checkpoint", model.dir},
+                      {"model", model.is_student() ? "hedge_mamba_student" : "gpt_neox"},
                       {"corpus", corpus.source().string()},
                       {"split", split},
                       {"context", T},

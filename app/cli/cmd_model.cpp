@@ -96,9 +96,11 @@ int run_tokenize(const Args& args) {
 }
 
 int run_generate(const Args& args) {
-  ArgParser p("generate",
-              "Continue a prompt with a checkpoint: greedy by default, sampled with --temperature.");
-  p.option("checkpoint", "DIR", "checkpoint folder (default: the demo teacher)", "")
+  ArgParser p(
+      "generate",
+      "Continue a prompt with a checkpoint: greedy by default, sampled with --temperature. A HedgeMamba\n"
+      "student decodes recurrently: O(1) state per layer, whatever the length.");
+  p.option("checkpoint", "DIR", "teacher or exported student folder (default: the demo teacher)", "")
       .required("prompt", "S", "the text to continue")
       .option("max-new", "N", "tokens to generate", "64")
       .option("temperature", "X", "0 = greedy; > 0 samples", "0")
@@ -112,27 +114,30 @@ int run_generate(const Args& args) {
   if (o.temperature < 0) throw UsageError("generate: --temperature: expected a number >= 0");
   o.top_k = p.integer("top-k", 0);
   o.seed = static_cast<uint64_t>(p.integer("seed", 0));
-  auto teacher = load_teacher(p.str("checkpoint"));
-  auto tok = load_tokenizer(teacher.folder);
+  auto model = load_model(p.str("checkpoint"));
+  auto tok = load_tokenizer(model.folder);
   o.stop_token = tok.eos_id();
   const auto prompt_ids32 = tok.encode(p.str("prompt"));
   std::vector<int64_t> prompt(prompt_ids32.begin(), prompt_ids32.end());
   const bool as_json = p.enabled("json");
   if (!as_json) std::printf("%s", p.str("prompt").c_str());
   std::string pending;  // bytes of a character not complete yet
-  auto ids = models::generate(teacher.model, prompt, o, [&](int64_t id) {
+  auto on_token = [&](int64_t id) {
     if (as_json) return;
     pending += tok.decode_bytes({static_cast<io::TokenId>(id)}, true);
     std::fwrite(pending.data(), 1, complete_utf8_prefix(pending), stdout);
     std::fflush(stdout);
     pending.erase(0, complete_utf8_prefix(pending));
-  });
+  };
+  auto ids = model.is_student() ? models::generate(model.student, prompt, o, on_token)
+                                : models::generate(model.teacher, prompt, o, on_token);
   std::vector<io::TokenId> ids32(ids.begin(), ids.end());
   const std::string completion = tok.decode(ids32, true);
   if (as_json) {
     std::printf("%s\n", json({{"prompt", p.str("prompt")},
                               {"completion", completion},
                               {"ids", ids},
+                              {"model", model.is_student() ? "hedge_mamba_student" : "gpt_neox"},
                               {"temperature", o.temperature},
                               {"top_k", o.top_k},
                               {"seed", o.seed}})

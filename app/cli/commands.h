@@ -16,5 +16,7 @@ int run_eval(const Args& args);
 int run_pretrain(const Args& args);
 int run_demo(const Args& args);
 int run_distill(const Args& args);
+int run_export(const Args& args);
+int run_session(const Args& args);
 
 }  // namespace hedgelab::cli

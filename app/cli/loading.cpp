@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <nlohmann/json.hpp>
 
 #include "core/common/error.h"
 #include "core/common/paths.h"
@@ -22,6 +23,34 @@ LoadedTeacher load_teacher(const std::string& dir_arg) {
                model->config().hidden_size, model->config().num_heads,
                model->config().parameter_count() / 1e6);
   return LoadedTeacher{dir, std::move(folder), model};
+}
+
+const models::GptNeoXConfig& LoadedModel::config() const {
+  return student ? student->config() : teacher->config();
+}
+
+std::function<at::Tensor(const at::Tensor&)> LoadedModel::logits() const {
+  if (student) {
+    models::HedgeMambaStudent s = student;
+    return [s](const at::Tensor& ids) mutable { return s->forward(ids); };
+  }
+  models::GptNeoXForCausalLM t = teacher;
+  return [t](const at::Tensor& ids) mutable { return t->forward(ids).logits; };
+}
+
+LoadedModel load_model(const std::string& dir_arg) {
+  const std::string dir = checkpoint_dir_or_demo(dir_arg);
+  auto folder = io::CheckpointFolder::open(dir);
+  const bool student = folder.config().is_object() && folder.config().contains("format");
+  if (!student) {
+    auto t = load_teacher(dir);
+    return LoadedModel{t.dir, std::move(t.folder), t.model, nullptr};
+  }
+  auto model = models::load_student(dir);
+  spdlog::info("HedgeMamba student {}: {} layers, d={}, {} heads ({} origin)", dir,
+               model->config().num_layers, model->config().hidden_size, model->config().num_heads,
+               model->origin() == models::StudentOrigin::kStage1 ? "stage-1" : "direct");
+  return LoadedModel{dir, std::move(folder), nullptr, model};
 }
 
 io::Tokenizer load_tokenizer(const io::CheckpointFolder& folder) {

@@ -1,11 +1,13 @@
 // What several subcommands share: opening a checkpoint folder (or the demo teacher) with its tokenizer.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "core/io/checkpoint.h"
 #include "core/io/tokenizer.h"
 #include "core/models/gpt_neox.h"
+#include "core/models/student.h"
 
 namespace hedgelab::cli {
 
@@ -18,6 +20,22 @@ struct LoadedTeacher {
 // `dir` empty = the embedded demo teacher.
 std::string checkpoint_dir_or_demo(const std::string& dir);
 LoadedTeacher load_teacher(const std::string& dir);
+
+// A folder holding either a GPT-NeoX checkpoint or a HedgeMamba student (docs/student-format.md), told apart
+// by config.json's "format". Exactly one of teacher/student is set.
+struct LoadedModel {
+  std::string dir;
+  io::CheckpointFolder folder;
+  models::GptNeoXForCausalLM teacher{nullptr};
+  models::HedgeMambaStudent student{nullptr};
+
+  bool is_student() const { return static_cast<bool>(student); }
+  const models::GptNeoXConfig& config() const;
+  // ids [B,T] → logits [B,T,V] (the student's chunked parallel form).
+  std::function<at::Tensor(const at::Tensor&)> logits() const;
+};
+// `dir` empty = the embedded demo teacher.
+LoadedModel load_model(const std::string& dir);
 // The folder's tokenizer.json; an Error naming the folder when there is none.
 io::Tokenizer load_tokenizer(const io::CheckpointFolder& folder);
 

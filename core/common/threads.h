@@ -12,4 +12,8 @@ void prefer_passive_openmp_wait(char** argv);
 // Sets LibTorch's intra-op threads: `requested` when > 0, otherwise every hardware thread. Returns the count.
 int configure_threads(int requested = 0);
 
+// A recipe's `threads` (> 0) replaces the default of configure_threads() — but not a count the user named
+// (--threads). Returns the threads in use.
+int apply_recipe_threads(int recipe_threads);
+
 }  // namespace hedgelab

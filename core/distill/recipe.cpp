@@ -151,6 +151,7 @@ void visit_recipe(C& c, V& v) {
   v.integer("probe_every", c.data.probe_every, IntRange{0, kMaxSteps, {}});
   v.text("probe_text", c.data.probe_text,
          Text{c.data.probe_every == 0, c.data.probe_every == 0 ? "" : "(data.probe_every > 0)"});
+  v.integer("checkpoint_every", c.data.checkpoint_every, IntRange{0, kMaxSteps, {}});
   v.end();
 
   v.begin("model");

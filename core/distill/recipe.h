@@ -23,6 +23,7 @@ struct DataConfig {
   int64_t eval_windows = 16;       // held-out windows of T+1 tokens per evaluation
   int64_t probe_every = 50;        // steps between probe snapshots (§7); 0 = never
   std::string probe_text = "In the beginning God created the heaven and the earth.";
+  int64_t checkpoint_every = 200;  // steps between resumable checkpoints of a session; 0 = only on pause/stop
 };
 
 // The student's mixer (§3 feature maps, §4 HedgeMamba options).

@@ -9,8 +9,7 @@
 
 #include "core/common/error.h"
 #include "core/data/batches.h"
-#include "core/distill/losses.h"
-#include "core/ops/hedgehog_feature_map.h"
+#include "core/distill/stages.h"
 
 namespace hedgelab::distill {
 
@@ -19,32 +18,8 @@ namespace {
 constexpr int64_t kFinalEvalWindows = 512;
 constexpr int64_t kEvalBatch = 8;
 
-NamedTensors trainable(torch::nn::Module& module) {
-  NamedTensors out;
-  for (auto& item : module.named_parameters())
-    if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
-  return out;
-}
-
-void set_all_trainable(torch::nn::Module& module, bool on) {
-  for (auto& p : module.parameters())
-    p.set_requires_grad(on);
-}
-
 bool contains(const std::vector<std::string>& v, const char* name) {
   return std::find(v.begin(), v.end(), name) != v.end();
-}
-
-TrainerConfig trainer_config(double weight_decay, const train::WarmupCosine& schedule, double grad_clip,
-                             const DataConfig& data, int64_t steps) {
-  TrainerConfig c;
-  c.adamw.weight_decay = weight_decay;
-  c.schedule = schedule;
-  c.grad_clip = grad_clip;
-  c.accumulation = data.accumulation;
-  c.total_steps = steps;
-  c.eval_every = data.eval_every;
-  return c;
 }
 
 models::HedgehogLM clone_stage1(const models::HedgehogLM& from) {
@@ -54,30 +29,6 @@ models::HedgehogLM clone_stage1(const models::HedgehogLM& from) {
 }
 
 }  // namespace
-
-models::MixerOptions RecipeRunner::mixer_options(const RecipeConfig& r) {
-  models::MixerOptions o;
-  o.feature_map = ops::feature_map_kind_from_string(r.model.feature_map, "model.feature_map");
-  o.feature_dim = r.model.feature_dim;
-  o.chunk = r.model.chunk;
-  o.rotary = r.model.rotary;
-  o.conv_width = r.model.conv_width;
-  o.normalization = models::mixer_normalization_from_string(r.model.normalization, "model.normalization");
-  o.gate = r.model.gate;
-  o.conv = r.model.conv;
-  o.selective_decay = r.model.selective_decay;
-  o.eps = r.model.eps;
-  return o;
-}
-
-models::HedgehogOptions RecipeRunner::hedgehog_options(const RecipeConfig& r) {
-  models::HedgehogOptions o;
-  o.kind = ops::feature_map_kind_from_string(r.model.feature_map, "model.feature_map");
-  o.feature_dim = r.model.feature_dim;
-  o.chunk = r.model.chunk;
-  o.eps = r.model.eps;
-  return o;
-}
 
 RecipeRunner::RecipeRunner(RecipeConfig recipe, models::GptNeoXForCausalLM teacher,
                            const data::TokenCorpus& corpus, RunEvents events)
@@ -148,43 +99,11 @@ bool RecipeRunner::run_trainer(Trainer& trainer, const std::string& run, const s
 
 models::HedgehogLM RecipeRunner::train_stage1(const RecipeConfig& recipe, const std::string& run,
                                               RunSummary& summary) {
-  models::HedgehogLM hh(teacher_, hedgehog_options(recipe));
-  models::Stage1Trainable which;
-  const auto& names = recipe.stage1.trainable;
-  which.feature_maps = contains(names, "feature_maps");
-  which.output_gain = contains(names, "output_gain");
-  which.qkv = contains(names, "qkv");
-  which.dense = contains(names, "dense");
-  which.mlp_and_norms = contains(names, "mlp") || contains(names, "norms");
-  which.embeddings = contains(names, "embeddings");
-  hh->set_trainable(which);
+  models::HedgehogLM hh = make_stage1_model(teacher_, recipe);
   const int64_t steps = recipe.stage1_steps();
   if (steps == 0 || summary.stopped_early) return hh;
-
-  const int64_t T = recipe.data.context, L = teacher_->config().num_layers;
-  const double lambda_attn = recipe.stage1.attn_weight_loss;
-  data::BatchCursor cursor(corpus_.train(), T, recipe.data.batch_size, static_cast<uint64_t>(recipe.seed));
-  auto step_fn = [&](int64_t, int64_t) {
-    at::Tensor ids = cursor.next().narrow(1, 0, T);  // [B, T]
-    models::TeacherOutput t;
-    {
-      at::NoGradGuard no_grad;
-      t = teacher_->forward(ids, {true, lambda_attn > 0});
-    }
-    LossParts parts;
-    for (int64_t l = 0; l < L; ++l) {
-      at::Tensor weights;
-      at::Tensor o_s =
-          hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0,
-                                              lambda_attn > 0 ? &weights : nullptr);  // [B, T, d]
-      parts.add("cosine.layers." + std::to_string(l), cosine_alignment_loss(o_s, t.attn_output[l]), 1.0 / L);
-      if (lambda_attn > 0)
-        parts.add("attn_ce.layers." + std::to_string(l),
-                  attention_weight_cross_entropy(t.attn_probs[l], weights), lambda_attn / L);
-    }
-    parts.tokens = ids.numel();
-    return parts;
-  };
+  data::BatchCursor cursor(corpus_.train(), recipe.data.context, recipe.data.batch_size,
+                           static_cast<uint64_t>(recipe.seed));
   TrainerCallbacks cb;
   cb.on_step = [&](const StepReport& r) {
     if (events_.on_step) events_.on_step(run, "stage1", r);
@@ -197,10 +116,10 @@ models::HedgehogLM RecipeRunner::train_stage1(const RecipeConfig& recipe, const 
   cb.on_eval = [&](const EvalReport& r) {
     if (events_.on_eval) events_.on_eval(run, "stage1", r);
   };
-  Trainer trainer(trainable(*hh),
-                  trainer_config(recipe.stage1.weight_decay, recipe.stage1_schedule(),
-                                 recipe.stage1.grad_clip, recipe.data, steps),
-                  step_fn, cb);
+  Trainer trainer(trainable_parameters(*hh),
+                  stage_trainer_config(recipe.stage1.weight_decay, recipe.stage1_schedule(),
+                                       recipe.stage1.grad_clip, recipe.data, steps),
+                  stage1_step(recipe, teacher_, hh, cursor), cb);
   run_trainer(trainer, run, "stage1", summary);
   summary.stage1_tokens = trainer.tokens_seen();
   set_all_trainable(*hh, false);
@@ -211,41 +130,10 @@ void RecipeRunner::train_stage2(const RecipeConfig& recipe, const std::string& r
                                 int64_t tokens, const models::HedgehogLM* kd_stage1, RunSummary& summary) {
   const int64_t steps = steps_for_tokens(tokens, recipe.data);
   if (steps == 0 || summary.stopped_early) return;
-  const int64_t T = recipe.data.context;
   const auto& s2 = recipe.stage2;
   const train::WarmupCosine schedule{s2.lr, s2.min_lr, std::min(s2.warmup_steps, steps), steps};
-  data::BatchCursor cursor(corpus_.train(), T, recipe.data.batch_size, static_cast<uint64_t>(recipe.seed));
-  const bool align = s2.align_weight > 0;
-  const int64_t L = teacher_->config().num_layers;
-  auto step_fn = [&](int64_t, int64_t) {
-    at::Tensor batch = cursor.next();            // [B, T+1]
-    at::Tensor ids = batch.narrow(1, 0, T);      // [B, T]
-    at::Tensor targets = batch.narrow(1, 1, T);  // [B, T]
-    models::TeacherOutput t;
-    at::Tensor kd_logits;
-    {
-      at::NoGradGuard no_grad;
-      t = teacher_->forward(ids, {align, false});
-      if (kd_stage1) {
-        models::HedgehogLM kd_model = *kd_stage1;  // a second handle: forward() is not const
-        kd_logits = kd_model->forward(ids);        // [B, T, V]
-      } else {
-        kd_logits = t.logits;
-      }
-    }
-    at::Tensor logits = model.logits(ids);  // [B, T, V]
-    LossParts parts;
-    parts.add("ce", next_token_cross_entropy(logits, targets), s2.ce_weight);
-    parts.add("kd", distillation_kl(kd_logits, logits, s2.kd_temperature), s2.kd_weight);
-    if (align) {
-      const auto outs = model.layer_outputs(ids);
-      for (int64_t l = 0; l < L; ++l)
-        parts.add("align.layers." + std::to_string(l), cosine_alignment_loss(outs[l], t.attn_output[l]),
-                  s2.align_weight / L);
-    }
-    parts.tokens = ids.numel();
-    return parts;
-  };
+  data::BatchCursor cursor(corpus_.train(), recipe.data.context, recipe.data.batch_size,
+                           static_cast<uint64_t>(recipe.seed));
   TrainerCallbacks cb;
   cb.on_step = [&](const StepReport& r) {
     if (events_.on_step) events_.on_step(run, "stage2", r);
@@ -261,24 +149,11 @@ void RecipeRunner::train_stage2(const RecipeConfig& recipe, const std::string& r
   };
   model.set_training(true);
   Trainer trainer(model.parameters,
-                  trainer_config(s2.weight_decay, schedule, s2.grad_clip, recipe.data, steps), step_fn, cb);
+                  stage_trainer_config(s2.weight_decay, schedule, s2.grad_clip, recipe.data, steps),
+                  stage2_step(recipe, teacher_, model, kd_stage1, cursor), cb);
   run_trainer(trainer, run, "stage2", summary);
   summary.stage2_tokens = trainer.tokens_seen();
   model.set_training(false);
-}
-
-RecipeRunner::Stage2Model RecipeRunner::stage2_model_of(models::HedgeMambaStudent student) {
-  Stage2Model m;
-  m.logits = [student](const at::Tensor& ids) mutable { return student->forward(ids); };
-  m.layer_outputs = [student](const at::Tensor& ids) mutable {
-    models::StudentCaptureOptions c;
-    c.mixer_io = true;
-    return student->forward_with(ids, c).mixer_output;
-  };
-  set_all_trainable(*student, true);
-  m.parameters = trainable(*student);
-  m.set_training = [student](bool on) mutable { student->train(on); };
-  return m;
 }
 
 RunSummary RecipeRunner::run_hedgemamba(const RecipeConfig& recipe, const std::string& run,
@@ -311,16 +186,7 @@ RunSummary RecipeRunner::run_hedgehog(const models::HedgehogLM* trained_stage1) 
   // A KD target of "stage1" is the model as stage 1 left it, kept frozen beside the one that trains on.
   std::optional<models::HedgehogLM> frozen;
   if (recipe_.stage2.kd_target == "stage1") frozen = clone_stage1(model);
-  Stage2Model m;
-  m.logits = [model](const at::Tensor& ids) mutable { return model->forward(ids); };
-  m.layer_outputs = [model](const at::Tensor& ids) mutable {
-    models::HedgehogCaptureOptions c;
-    c.attention_io = true;
-    return model->forward_with(ids, c).attn_output;
-  };
-  set_all_trainable(*model, true);
-  m.parameters = trainable(*model);
-  m.set_training = [model](bool on) mutable { model->train(on); };
+  Stage2Model m = stage2_model_of(model);
   train_stage2(recipe_, "hedgehog", m, recipe_.stage2.tokens, frozen ? &*frozen : nullptr, summary);
   summary.perplexity = evaluate([model](const at::Tensor& ids) mutable { return model->forward(ids); }, 0);
   summary.ratio_to_teacher = summary.perplexity / teacher_perplexity();

@@ -11,6 +11,7 @@
 
 #include "core/data/corpus.h"
 #include "core/distill/recipe.h"
+#include "core/distill/stages.h"
 #include "core/distill/trainer.h"
 #include "core/models/gpt_neox.h"
 #include "core/models/hedgehog.h"
@@ -27,16 +28,7 @@ struct RunEvents {
   int64_t stop_at_step = 0;  // > 0: stop after this many optimizer steps of a run (both stages counted)
 };
 
-struct RunSummary {
-  std::string run;
-  double perplexity = 0.0;        // held-out, at the end of the run
-  double ratio_to_teacher = 0.0;  // perplexity / the teacher's
-  int64_t stage1_tokens = 0;
-  int64_t stage2_tokens = 0;
-  int64_t steps = 0;
-  double seconds = 0.0;
-  bool stopped_early = false;
-};
+using snapshot::RunSummary;
 
 class RecipeRunner {
  public:
@@ -63,18 +55,7 @@ class RecipeRunner {
   // and shared by hedgehog and hedgemamba.
   std::vector<RunSummary> compare(bool with_ablations);
 
-  static models::MixerOptions mixer_options(const RecipeConfig& recipe);
-  static models::HedgehogOptions hedgehog_options(const RecipeConfig& recipe);
-
  private:
-  struct Stage2Model {
-    std::function<at::Tensor(const at::Tensor&)> logits;  // ids [B,T] → [B,T,V]
-    // ids → per-layer attention/mixer outputs of the model's own stream (for λ_align), [B,T,d] each
-    std::function<std::vector<at::Tensor>(const at::Tensor&)> layer_outputs;
-    NamedTensors parameters;
-    std::function<void(bool)> set_training;
-  };
-  static Stage2Model stage2_model_of(models::HedgeMambaStudent student);  // every parameter trainable
   void train_stage2(const RecipeConfig& recipe, const std::string& run, Stage2Model model, int64_t tokens,
                     const models::HedgehogLM* kd_stage1, RunSummary& summary);
   double evaluate(const std::function<at::Tensor(const at::Tensor&)>& logits_of, int64_t max_windows) const;

@@ -65,22 +65,6 @@ struct LoopGuard {
 
 }  // namespace
 
-const char* to_string(RunState state) {
-  switch (state) {
-    case RunState::Idle:
-      return "idle";
-    case RunState::Running:
-      return "running";
-    case RunState::Paused:
-      return "paused";
-    case RunState::Finished:
-      return "finished";
-    case RunState::Failed:
-      return "failed";
-  }
-  return "unknown";
-}
-
 LossParts& LossParts::add(std::string name, at::Tensor value, double weight) {
   parts.push_back({std::move(name), std::move(value), weight});
   return *this;

@@ -19,12 +19,15 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/snapshot/run_reports.h"
 #include "core/train/lr_schedule.h"
 
 namespace hedgelab::distill {
 
-enum class RunState { Idle, Running, Paused, Finished, Failed };
-const char* to_string(RunState state);
+using snapshot::RunState;
+using snapshot::to_string;
+using snapshot::StepReport;
+using snapshot::EvalReport;
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
@@ -59,23 +62,6 @@ struct TrainerConfig {
   int64_t eval_every = 0;          // steps between evaluations; there is always one after the last step
   bool wait_while_paused = false;  // run() blocks in Paused until resume()/stop() instead of returning
   void validate() const;           // Error naming the field
-};
-
-struct StepReport {
-  int64_t step = 0;  // optimizer steps done, counting this one
-  int64_t total_steps = 0;
-  double lr = 0.0;
-  std::vector<std::pair<std::string, double>> parts;  // unweighted, averaged over the micro-batches
-  double total = 0.0;                                 // weighted sum, averaged over the micro-batches
-  double grad_norm = 0.0;                             // before clipping
-  int64_t tokens = 0;                                 // this step's
-  int64_t tokens_seen = 0;                            // since step 0
-  double tokens_per_second = 0.0;
-};
-
-struct EvalReport {
-  int64_t step = 0;
-  std::vector<std::pair<std::string, double>> metrics;
 };
 
 struct TrainerCallbacks {

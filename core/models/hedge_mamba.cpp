@@ -324,6 +324,8 @@ at::Tensor HedgeMambaMixerImpl::run(const at::Tensor& u, MixerState* state, cons
     capture->gate = gate;
     capture->output = o;
     capture->final_state = scan.final_state.S;
+    capture->features_q = in.Cm;
+    capture->features_k = in.Bm;
     if (probes && probes->state_norms) {
       ops::ScanState s = continuing ? initial : ops::ScanState{};
       std::vector<at::Tensor> norms;

@@ -91,6 +91,8 @@ struct MixerCapture {
   at::Tensor gate;         // g(z) [B,T,d] (undefined without a gate)
   at::Tensor output;       // o [B,T,d], the mixer's output
   at::Tensor final_state;  // S_T [B,H,N,P]
+  at::Tensor features_q;   // C = φ_q(rot(q)) [B,H,T,N]
+  at::Tensor features_k;   // B = φ_k(rot(k)) [B,H,T,N]
   at::Tensor state_norms;  // ‖S_t‖_F [B,H,T], with state_norms
   // M_ts = (C_t·B_s) Δ_s e^{ℓ_t−ℓ_s} / (den_t + ε) [B,H,T,T] (denominator mode: rows sum to ≈ 1);
   // unnormalised M in gated_rmsnorm mode. With implied_attention.

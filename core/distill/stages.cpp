@@ -1,0 +1,160 @@
+#include "core/distill/stages.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "core/distill/losses.h"
+#include "core/ops/hedgehog_feature_map.h"
+
+namespace hedgelab::distill {
+
+models::MixerOptions mixer_options(const RecipeConfig& r) {
+  models::MixerOptions o;
+  o.feature_map = ops::feature_map_kind_from_string(r.model.feature_map, "model.feature_map");
+  o.feature_dim = r.model.feature_dim;
+  o.chunk = r.model.chunk;
+  o.rotary = r.model.rotary;
+  o.conv_width = r.model.conv_width;
+  o.normalization = models::mixer_normalization_from_string(r.model.normalization, "model.normalization");
+  o.gate = r.model.gate;
+  o.conv = r.model.conv;
+  o.selective_decay = r.model.selective_decay;
+  o.eps = r.model.eps;
+  return o;
+}
+
+models::HedgehogOptions hedgehog_options(const RecipeConfig& r) {
+  models::HedgehogOptions o;
+  o.kind = ops::feature_map_kind_from_string(r.model.feature_map, "model.feature_map");
+  o.feature_dim = r.model.feature_dim;
+  o.chunk = r.model.chunk;
+  o.eps = r.model.eps;
+  return o;
+}
+
+models::HedgehogLM make_stage1_model(const models::GptNeoXForCausalLM& teacher, const RecipeConfig& recipe) {
+  models::HedgehogLM hh(teacher, hedgehog_options(recipe));
+  // The recipe names "mlp" and "norms" separately; the model trains them as one group.
+  std::vector<std::string> groups;
+  for (const auto& name : recipe.stage1.trainable)
+    groups.push_back(name == "mlp" || name == "norms" ? "mlp_and_norms" : name);
+  hh->set_trainable(models::Stage1Trainable::from_names(groups, "stage1.trainable"));
+  return hh;
+}
+
+NamedTensors trainable_parameters(torch::nn::Module& module) {
+  NamedTensors out;
+  for (auto& item : module.named_parameters())
+    if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void set_all_trainable(torch::nn::Module& module, bool on) {
+  for (auto& p : module.parameters())
+    p.set_requires_grad(on);
+}
+
+TrainerConfig stage_trainer_config(double weight_decay, const train::WarmupCosine& schedule, double grad_clip,
+                                   const DataConfig& data, int64_t steps) {
+  TrainerConfig c;
+  c.adamw.weight_decay = weight_decay;
+  c.schedule = schedule;
+  c.grad_clip = grad_clip;
+  c.accumulation = data.accumulation;
+  c.total_steps = steps;
+  c.eval_every = data.eval_every;
+  return c;
+}
+
+StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM teacher,
+                         models::HedgehogLM hh, data::BatchCursor& cursor) {
+  const int64_t T = recipe.data.context, L = teacher->config().num_layers;
+  const double lambda_attn = recipe.stage1.attn_weight_loss;
+  return [=, &cursor](int64_t, int64_t) mutable {
+    at::Tensor ids = cursor.next().narrow(1, 0, T);  // [B, T]
+    models::TeacherOutput t;
+    {
+      at::NoGradGuard no_grad;
+      t = teacher->forward(ids, {true, lambda_attn > 0});
+    }
+    LossParts parts;
+    for (int64_t l = 0; l < L; ++l) {
+      at::Tensor weights;
+      at::Tensor o_s =
+          hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0,
+                                              lambda_attn > 0 ? &weights : nullptr);  // [B, T, d]
+      parts.add("cosine.layers." + std::to_string(l), cosine_alignment_loss(o_s, t.attn_output[l]), 1.0 / L);
+      if (lambda_attn > 0)
+        parts.add("attn_ce.layers." + std::to_string(l),
+                  attention_weight_cross_entropy(t.attn_probs[l], weights), lambda_attn / L);
+    }
+    parts.tokens = ids.numel();
+    return parts;
+  };
+}
+
+Stage2Model stage2_model_of(models::HedgeMambaStudent student) {
+  Stage2Model m;
+  m.logits = [student](const at::Tensor& ids) mutable { return student->forward(ids); };
+  m.layer_outputs = [student](const at::Tensor& ids) mutable {
+    models::StudentCaptureOptions c;
+    c.mixer_io = true;
+    return student->forward_with(ids, c).mixer_output;
+  };
+  set_all_trainable(*student, true);
+  m.parameters = trainable_parameters(*student);
+  m.set_training = [student](bool on) mutable { student->train(on); };
+  return m;
+}
+
+Stage2Model stage2_model_of(models::HedgehogLM model) {
+  Stage2Model m;
+  m.logits = [model](const at::Tensor& ids) mutable { return model->forward(ids); };
+  m.layer_outputs = [model](const at::Tensor& ids) mutable {
+    models::HedgehogCaptureOptions c;
+    c.attention_io = true;
+    return model->forward_with(ids, c).attn_output;
+  };
+  set_all_trainable(*model, true);
+  m.parameters = trainable_parameters(*model);
+  m.set_training = [model](bool on) mutable { model->train(on); };
+  return m;
+}
+
+StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM teacher, Stage2Model model,
+                         const models::HedgehogLM* kd_stage1, data::BatchCursor& cursor) {
+  const int64_t T = recipe.data.context, L = teacher->config().num_layers;
+  const Stage2Config s2 = recipe.stage2;
+  const bool align = s2.align_weight > 0;
+  std::optional<models::HedgehogLM> kd_model;
+  if (kd_stage1) kd_model = *kd_stage1;  // a second handle: forward() is not const
+  return [=, &cursor](int64_t, int64_t) mutable {
+    at::Tensor batch = cursor.next();            // [B, T+1]
+    at::Tensor ids = batch.narrow(1, 0, T);      // [B, T]
+    at::Tensor targets = batch.narrow(1, 1, T);  // [B, T]
+    models::TeacherOutput t;
+    at::Tensor kd_logits;
+    {
+      at::NoGradGuard no_grad;
+      t = teacher->forward(ids, {align, false});
+      kd_logits = kd_model ? (*kd_model)->forward(ids) : t.logits;  // [B, T, V]
+    }
+    at::Tensor logits = model.logits(ids);  // [B, T, V]
+    LossParts parts;
+    parts.add("ce", next_token_cross_entropy(logits, targets), s2.ce_weight);
+    parts.add("kd", distillation_kl(kd_logits, logits, s2.kd_temperature), s2.kd_weight);
+    if (align) {
+      const auto outs = model.layer_outputs(ids);
+      for (int64_t l = 0; l < L; ++l)
+        parts.add("align.layers." + std::to_string(l), cosine_alignment_loss(outs[l], t.attn_output[l]),
+                  s2.align_weight / L);
+    }
+    parts.tokens = ids.numel();
+    return parts;
+  };
+}
+
+}  // namespace hedgelab::distill

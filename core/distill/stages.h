@@ -1,0 +1,56 @@
+// The two stages' training steps as reusable pieces (docs/method.md §3–§4): what one micro-batch computes
+// and how a model is evaluated, shared by the comparison runner (recipe_run) and the resumable run
+// (core/run). Shape symbols: docs/architecture.md, "Shapes".
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "core/data/batches.h"
+#include "core/distill/recipe.h"
+#include "core/distill/trainer.h"
+#include "core/models/gpt_neox.h"
+#include "core/models/hedge_mamba.h"
+#include "core/models/hedgehog.h"
+#include "core/models/student.h"
+
+namespace hedgelab::distill {
+
+// The mixer and Hedgehog options a recipe asks for.
+models::MixerOptions mixer_options(const RecipeConfig& recipe);
+models::HedgehogOptions hedgehog_options(const RecipeConfig& recipe);
+
+// A fresh stage-1 model on `teacher` with the recipe's trainable set switched on.
+models::HedgehogLM make_stage1_model(const models::GptNeoXForCausalLM& teacher, const RecipeConfig& recipe);
+
+// The requires_grad parameters of a module, by name.
+NamedTensors trainable_parameters(torch::nn::Module& module);
+void set_all_trainable(torch::nn::Module& module, bool on);
+
+// Trainer settings of one stage: AdamW decay, schedule, clipping, the recipe's accumulation and eval
+// interval.
+TrainerConfig stage_trainer_config(double weight_decay, const train::WarmupCosine& schedule, double grad_clip,
+                                   const DataConfig& data, int64_t steps);
+
+// L₁ (§3) on the next batch of `cursor`: per layer, the cosine alignment of the stage-1 layer fed the
+// teacher's ln1 input with the teacher's attention output, weight 1/L, plus λ_attn/L · attention CE.
+StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM teacher,
+                         models::HedgehogLM model, data::BatchCursor& cursor);
+
+// A model trained in stage 2 (the student, or the Hedgehog baseline), seen through functions.
+struct Stage2Model {
+  std::function<at::Tensor(const at::Tensor&)> logits;  // ids [B,T] → [B,T,V]
+  // ids → per-layer attention/mixer outputs of the model's own stream (for λ_align), [B,T,d] each
+  std::function<std::vector<at::Tensor>(const at::Tensor&)> layer_outputs;
+  NamedTensors parameters;
+  std::function<void(bool)> set_training;
+};
+Stage2Model stage2_model_of(models::HedgeMambaStudent student);  // every parameter trainable
+Stage2Model stage2_model_of(models::HedgehogLM model);           // every parameter trainable
+
+// L₂ (§4) on the next batch of `cursor`: λ_ce · CE + λ_kd · τ²-KL to the teacher (or to `kd_stage1` when
+// given) [+ λ_align/L · per-layer cosine alignment].
+StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM teacher, Stage2Model model,
+                         const models::HedgehogLM* kd_stage1, data::BatchCursor& cursor);
+
+}  // namespace hedgelab::distill

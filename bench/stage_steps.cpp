@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +25,8 @@
 #include "core/io/tokenizer.h"
 #include "core/models/gpt_neox.h"
 #include "core/run/distill_run.h"
+#include "sessions/session_recorder.h"
+#include "sessions/session_writer.h"
 
 using namespace hedgelab;
 
@@ -108,11 +112,40 @@ int main(int argc, char** argv) {
                     .narrow(1, 0, r.data.context)
               : at::Tensor());
       const auto p0 = std::chrono::steady_clock::now();
-      if (std::string(stage) == "stage1")
-        prober.stage1(run.stage1_model(), "bench", 0, 0);
-      else
-        prober.stage2(run.student(), "bench", 0, 0);
+      const snapshot::ProbeSnapshot snap = std::string(stage) == "stage1"
+                                               ? prober.stage1(run.stage1_model(), "bench", 0, 0)
+                                               : prober.stage2(run.student(), "bench", 0, 0);
       const double probe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+      // What the session costs: the snapshot appended, the checkpoint written (temporary folder, fsync,
+      // rename, SHA-256), one step appended and committed.
+      const auto dir = std::filesystem::temp_directory_path() / ("hedgelab-bench-" + std::to_string(::getpid()));
+      std::filesystem::create_directories(dir);
+      double session_probe_s = 0, session_checkpoint_s = 0, session_step_s = 0;
+      {
+        auto writer = sessions::SessionWriter::create(
+            dir / "bench.h5", sessions::make_provenance(),
+            sessions::layout_for(base, teacher->config(), static_cast<int64_t>(probe.ids.size())));
+        auto t = std::chrono::steady_clock::now();
+        auto lap = [&t] {
+          const auto now = std::chrono::steady_clock::now();
+          const double s = std::chrono::duration<double>(now - t).count();
+          t = now;
+          return s;
+        };
+        writer.append_probe(snap);
+        session_probe_s = lap();
+        sessions::CheckpointRecord rec{cp.run, cp.stage, cp.step, cp.tensors, cp.meta};
+        writer.write_checkpoint(rec);
+        session_checkpoint_s = lap();
+        snapshot::StepReport report;
+        report.step = 1;
+        report.parts = {{std::string(stage) == "stage1" ? "cosine.layers.0" : "ce", 1.0}};
+        writer.append_step(run.name(), stage, report, 1.0);
+        writer.flush();
+        session_step_s = lap();
+        writer.close();
+      }
+      std::filesystem::remove_all(dir);
       nlohmann::json j = {{"bench", "stage_steps"},
                           {"preset", preset},
                           {"stage", stage},
@@ -124,6 +157,9 @@ int main(int argc, char** argv) {
                           {"median_tokens_per_s", median(measured)},
                           {"median_step_s", r.tokens_per_step() / std::max(median(measured), 1e-9)},
                           {"probe_snapshot_s", probe_s},
+                          {"session_append_probe_s", session_probe_s},
+                          {"session_write_checkpoint_s", session_checkpoint_s},
+                          {"session_append_step_s", session_step_s},
                           {"checkpoint_capture_s", checkpoint_s},
                           {"checkpoint_bytes", checkpoint_bytes}};
       std::printf("%s\n", j.dump().c_str());

@@ -5,40 +5,19 @@
 #include <QTest>
 #include <nlohmann/json.hpp>
 
+#include "tests/cli_test_util.h"
 #include "tests/test_util.h"
 
+using hedgelab::testing::CliResult;
 using hedgelab::testing::fixtures_dir;
+using hedgelab::testing::q;
 using hedgelab::testing::read_file;
+using hedgelab::testing::run_cli;
 using hedgelab::testing::TempDir;
 using hedgelab::testing::write_file;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct CliResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-CliResult run_cli(const QStringList& args) {
-  QProcess p;
-  QStringList all{"--threads", "1", "--log-level", "off"};
-  all += args;
-  p.start(HEDGELAB_CLI_PATH, all);
-  if (!p.waitForFinished(120000)) {
-    p.kill();
-    p.waitForFinished();
-  }
-  CliResult r;
-  r.exit_code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = p.readAllStandardOutput().toStdString();
-  r.err = p.readAllStandardError().toStdString();
-  return r;
-}
-
-QString q(const fs::path& p) {
-  return QString::fromStdString(p.string());
-}
 
 // A copy of a fixture checkpoint that a test may damage.
 fs::path copy_fixture(const TempDir& tmp, const std::string& name) {

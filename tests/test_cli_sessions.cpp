@@ -15,40 +15,19 @@
 
 #include "sessions/checkpoints.h"
 #include "sessions/session_reader.h"
+#include "tests/cli_test_util.h"
 #include "tests/test_util.h"
 
+using hedgelab::testing::CliResult;
 using hedgelab::testing::fixtures_dir;
+using hedgelab::testing::q;
+using hedgelab::testing::run_cli;
 using hedgelab::testing::TempDir;
 using hedgelab::testing::write_file;
 namespace fs = std::filesystem;
 namespace sessions = hedgelab::sessions;
 
 namespace {
-
-struct CliResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-CliResult run_cli(const QStringList& args) {
-  QProcess p;
-  QStringList all{"--threads", "1", "--log-level", "error"};
-  all += args;
-  p.start(HEDGELAB_CLI_PATH, all);
-  if (!p.waitForFinished(240000)) {
-    p.kill();
-    p.waitForFinished();
-  }
-  CliResult r;
-  r.exit_code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = p.readAllStandardOutput().toStdString();
-  r.err = p.readAllStandardError().toStdString();
-  return r;
-}
-
-QString q(const fs::path& p) {
-  return QString::fromStdString(p.string());
-}
 
 struct TinyRecipe {
   TempDir tmp;

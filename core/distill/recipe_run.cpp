@@ -33,25 +33,7 @@ models::HedgehogLM clone_stage1(const models::HedgehogLM& from) {
 RecipeRunner::RecipeRunner(RecipeConfig recipe, models::GptNeoXForCausalLM teacher,
                            const data::TokenCorpus& corpus, RunEvents events)
     : recipe_(std::move(recipe)), teacher_(std::move(teacher)), corpus_(corpus), events_(std::move(events)) {
-  recipe_.validate(recipe_.name);
-  if (recipe_.device != "cpu")
-    throw Error(recipe_.name + ": device",
-                "\"" + recipe_.device + "\" runs need the GPU path, not in this build yet; use \"cpu\"");
-  if (recipe_.dtype != "float32")
-    throw Error(recipe_.name + ": dtype",
-                "\"" + recipe_.dtype + "\" needs the GPU path, not in this build yet; use \"float32\"");
-  const int64_t T = recipe_.data.context;
-  if (T > teacher_->config().max_position_embeddings)
-    spdlog::warn("data.context {} exceeds the teacher's max_position_embeddings {}", T,
-                 teacher_->config().max_position_embeddings);
-  corpus_.train().require_tokens(recipe_.data.batch_size * T + 1, "one training batch of the recipe");
-  const auto heldout = corpus_.heldout();
-  heldout.require_tokens(T + 1, "one evaluation window of " + std::to_string(T + 1) + " tokens");
-  auto starts = data::eval_window_starts(heldout.size(), T);
-  if (static_cast<int64_t>(starts.size()) > kFinalEvalWindows) starts.resize(kFinalEvalWindows);
-  final_windows_ = data::eval_batch(heldout, T, starts);  // [N, T+1]
-  teacher_->eval();
-  set_all_trainable(*teacher_, false);
+  final_windows_ = prepare_run(recipe_, teacher_, corpus_, kFinalEvalWindows);  // [N, T+1]
 }
 
 double RecipeRunner::evaluate(const std::function<at::Tensor(const at::Tensor&)>& logits_of,

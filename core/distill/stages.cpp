@@ -2,14 +2,39 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <optional>
 
+#include "core/common/error.h"
 #include "core/distill/losses.h"
 #include "core/ops/hedgehog_feature_map.h"
 
 namespace hedgelab::distill {
+
+at::Tensor prepare_run(const RecipeConfig& recipe, models::GptNeoXForCausalLM& teacher,
+                       const data::TokenCorpus& corpus, int64_t max_windows) {
+  recipe.validate(recipe.name);
+  if (recipe.device != "cpu")
+    throw Error(recipe.name + ": device",
+                "\"" + recipe.device + "\" runs need the GPU path, not in this build yet; use \"cpu\"");
+  if (recipe.dtype != "float32")
+    throw Error(recipe.name + ": dtype",
+                "\"" + recipe.dtype + "\" needs the GPU path, not in this build yet; use \"float32\"");
+  const int64_t T = recipe.data.context;
+  if (T > teacher->config().max_position_embeddings)
+    spdlog::warn("data.context {} exceeds the teacher's max_position_embeddings {}", T,
+                 teacher->config().max_position_embeddings);
+  corpus.train().require_tokens(recipe.data.batch_size * T + 1, "one training batch of the recipe");
+  const auto heldout = corpus.heldout();
+  heldout.require_tokens(T + 1, "one evaluation window of " + std::to_string(T + 1) + " tokens");
+  auto starts = data::eval_window_starts(heldout.size(), T);
+  if (static_cast<int64_t>(starts.size()) > max_windows) starts.resize(static_cast<size_t>(max_windows));
+  teacher->eval();
+  set_all_trainable(*teacher, false);
+  return data::eval_batch(heldout, T, starts);  // [N, T+1]
+}
 
 models::MixerOptions mixer_options(const RecipeConfig& r) {
   models::MixerOptions o;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/data/batches.h"
+#include "core/data/corpus.h"
 #include "core/distill/recipe.h"
 #include "core/distill/trainer.h"
 #include "core/models/gpt_neox.h"
@@ -15,6 +16,12 @@
 #include "core/models/student.h"
 
 namespace hedgelab::distill {
+
+// Validates a recipe for a run on `teacher` and `corpus` (device and dtype this build runs, a training batch
+// and an evaluation window in the corpus) and returns the final-evaluation windows [N, T+1]: the held-out
+// split's first windows of the §5 protocol, at most `max_windows`. Puts the teacher in eval mode, frozen.
+at::Tensor prepare_run(const RecipeConfig& recipe, models::GptNeoXForCausalLM& teacher,
+                       const data::TokenCorpus& corpus, int64_t max_windows);
 
 // The mixer and Hedgehog options a recipe asks for.
 models::MixerOptions mixer_options(const RecipeConfig& recipe);

@@ -63,22 +63,8 @@ DistillRun::DistillRun(distill::RecipeConfig recipe, models::GptNeoXForCausalLM 
       corpus_(corpus),
       observer_(observer),
       name_(std::move(name)) {
-  recipe_.validate(recipe_.name);
-  if (recipe_.device != "cpu")
-    throw Error(recipe_.name + ": device",
-                "\"" + recipe_.device + "\" runs need the GPU path, not in this build yet; use \"cpu\"");
-  if (recipe_.dtype != "float32")
-    throw Error(recipe_.name + ": dtype",
-                "\"" + recipe_.dtype + "\" needs the GPU path, not in this build yet; use \"float32\"");
+  final_windows_ = distill::prepare_run(recipe_, teacher_, corpus_, kFinalEvalWindows);  // [N, T+1]
   const int64_t T = recipe_.data.context;
-  corpus_.train().require_tokens(recipe_.data.batch_size * T + 1, "one training batch of the recipe");
-  const auto heldout = corpus_.heldout();
-  heldout.require_tokens(T + 1, "one evaluation window of " + std::to_string(T + 1) + " tokens");
-  auto starts = data::eval_window_starts(heldout.size(), T);
-  if (static_cast<int64_t>(starts.size()) > kFinalEvalWindows) starts.resize(kFinalEvalWindows);
-  final_windows_ = data::eval_batch(heldout, T, starts);  // [N, T+1]
-  teacher_->eval();
-  distill::set_all_trainable(*teacher_, false);
   if (recipe_.data.probe_every > 0) {
     if (probe.ids.empty()) throw Error(recipe_.name + ": data.probe_text", "tokenizes to no tokens");
     const int64_t limit = teacher_->config().max_position_embeddings;

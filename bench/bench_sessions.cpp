@@ -19,6 +19,7 @@
 
 #include "sessions/session_reader.h"
 #include "sessions/session_writer.h"
+#include "tests/session_test_util.h"
 
 using namespace hedgelab;
 namespace fs = std::filesystem;
@@ -40,17 +41,8 @@ double percentile(std::vector<double> v, double q) {
 }
 
 sessions::SessionLayout demo_layout() {
-  sessions::SessionLayout l;
-  l.layers = 4;
-  l.heads = 4;
-  l.probe_tokens = 55;
-  l.feature_dim = 32;
-  l.head_size = 32;
-  l.state_size = 64;
-  l.width = 128;
-  l.conv_width = 4;
-  l.part_names = sessions::standard_part_names(4);
-  return l;
+  return sessions::test::layout_of(/*L=*/4, /*H=*/4, /*Tp=*/55, /*m=*/32, /*P=*/32, /*N=*/64, /*d=*/128,
+                                   /*W=*/4);
 }
 
 snapshot::Grid random_grid(int64_t rows, int64_t cols, std::mt19937& rng, bool causal = false) {

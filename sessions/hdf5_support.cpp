@@ -55,28 +55,6 @@ void check(herr_t status, const std::string& where, const std::string& what) {
   if (status < 0) check_id(H5I_INVALID_HID, where, what);
 }
 
-Handle file_handle(hid_t id) {
-  return Handle(id, H5Fclose);
-}
-Handle group_handle(hid_t id) {
-  return Handle(id, H5Gclose);
-}
-Handle dataset_handle(hid_t id) {
-  return Handle(id, H5Dclose);
-}
-Handle type_handle(hid_t id) {
-  return Handle(id, H5Tclose);
-}
-Handle space_handle(hid_t id) {
-  return Handle(id, H5Sclose);
-}
-Handle plist_handle(hid_t id) {
-  return Handle(id, H5Pclose);
-}
-Handle attribute_handle(hid_t id) {
-  return Handle(id, H5Aclose);
-}
-
 Handle string_type(size_t bytes) {
   Handle t = type_handle(check_id(H5Tcopy(H5T_C_S1), "HDF5", "cannot make a string type"));
   check(H5Tset_size(t.get(), std::max<size_t>(bytes, 1)), "HDF5", "cannot size a string type");
@@ -95,6 +73,22 @@ std::string get_name(const char* field, size_t field_bytes) {
   return std::string(field, strnlen(field, field_bytes));
 }
 
+namespace {
+
+// Creates dataset `name` of shape `dims` (growing up to `max_dims`, nullptr: fixed) with the creation
+// properties `dcpl`.
+Handle create_dataset(hid_t loc, const std::string& name, hid_t file_type, const std::vector<hsize_t>& dims,
+                      const hsize_t* max_dims, const Handle& dcpl, const std::string& where,
+                      const std::string& what) {
+  Handle space = space_handle(
+      check_id(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims), where, what));
+  return dataset_handle(
+      check_id(H5Dcreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+               where, what));
+}
+
+}  // namespace
+
 Handle create_table(hid_t loc, const std::string& name, hid_t file_type, const TableSpec& spec,
                     const std::string& where) {
   const std::string what = "cannot create dataset " + name;
@@ -103,8 +97,6 @@ Handle create_table(hid_t loc, const std::string& name, hid_t file_type, const T
   max_dims.insert(max_dims.end(), spec.dims.begin(), spec.dims.end());
   const std::vector<hsize_t>& inner = spec.chunk_dims.empty() ? spec.dims : spec.chunk_dims;
   chunk.insert(chunk.end(), inner.begin(), inner.end());
-  Handle space = space_handle(
-      check_id(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()), where, what));
   Handle dcpl = plist_handle(check_id(H5Pcreate(H5P_DATASET_CREATE), where, what));
   check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), where, what);
   if (spec.deflate > 0) {
@@ -113,22 +105,16 @@ Handle create_table(hid_t loc, const std::string& name, hid_t file_type, const T
   }
   // Rows past the committed count are never read, so the library need not write fill values.
   check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), where, what);
-  return dataset_handle(
-      check_id(H5Dcreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-               where, what));
+  return create_dataset(loc, name, file_type, dims, max_dims.data(), dcpl, where, what);
 }
 
 Handle create_fixed(hid_t loc, const std::string& name, hid_t file_type, const std::vector<hsize_t>& dims,
                     const std::string& where) {
   const std::string what = "cannot create dataset " + name;
-  Handle space = space_handle(
-      check_id(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), where, what));
   Handle dcpl = plist_handle(check_id(H5Pcreate(H5P_DATASET_CREATE), where, what));
   check(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), where, what);
   check(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY), where, what);
-  return dataset_handle(
-      check_id(H5Dcreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-               where, what));
+  return create_dataset(loc, name, file_type, dims, nullptr, dcpl, where, what);
 }
 
 void write_bytes_dataset(hid_t loc, const std::string& name, const std::string& bytes,
@@ -165,6 +151,29 @@ hsize_t rows(hid_t dataset, const std::string& where) {
   return dims[0];
 }
 
+namespace {
+
+// The file and memory dataspaces of rows [first, first + count) in full, of a dataset of shape `dims`.
+struct RowSelection {
+  Handle file_space, mem_space;
+};
+RowSelection select_rows(hid_t dataset, const std::vector<hsize_t>& dims, hsize_t first, hsize_t count,
+                         const std::string& where, const std::string& what) {
+  RowSelection sel;
+  sel.file_space = space_handle(check_id(H5Dget_space(dataset), where, what));
+  std::vector<hsize_t> start(dims.size(), 0), counts = dims;
+  start[0] = first;
+  counts[0] = count;
+  check(H5Sselect_hyperslab(sel.file_space.get(), H5S_SELECT_SET, start.data(), nullptr, counts.data(),
+                            nullptr),
+        where, "cannot select rows");
+  sel.mem_space = space_handle(
+      check_id(H5Screate_simple(static_cast<int>(counts.size()), counts.data(), nullptr), where, what));
+  return sel;
+}
+
+}  // namespace
+
 void write_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, const void* data,
                 const std::string& where) {
   if (count == 0) return;
@@ -174,15 +183,8 @@ void write_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, con
     dims[0] = first + count;
     check(H5Dset_extent(dataset, dims.data()), where, "cannot grow the dataset");
   }
-  Handle file_space = space_handle(check_id(H5Dget_space(dataset), where, "cannot write rows"));
-  std::vector<hsize_t> start(dims.size(), 0), counts = dims;
-  start[0] = first;
-  counts[0] = count;
-  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, counts.data(), nullptr),
-        where, "cannot select rows");
-  Handle mem_space = space_handle(check_id(
-      H5Screate_simple(static_cast<int>(counts.size()), counts.data(), nullptr), where, "cannot write rows"));
-  check(H5Dwrite(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), where,
+  const RowSelection sel = select_rows(dataset, dims, first, count, where, "cannot write rows");
+  check(H5Dwrite(dataset, mem_type, sel.mem_space.get(), sel.file_space.get(), H5P_DEFAULT, data), where,
         "cannot write rows (disk full or file not writable?)");
 }
 
@@ -193,15 +195,8 @@ void read_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, void
   if (dims.empty() || first + count > dims[0])
     throw Error(where, "expected at least " + std::to_string(first + count) + " rows, the dataset has " +
                            std::to_string(dims.empty() ? 0 : dims[0]));
-  Handle file_space = space_handle(check_id(H5Dget_space(dataset), where, "cannot read rows"));
-  std::vector<hsize_t> start(dims.size(), 0), counts = dims;
-  start[0] = first;
-  counts[0] = count;
-  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, counts.data(), nullptr),
-        where, "cannot select rows");
-  Handle mem_space = space_handle(check_id(
-      H5Screate_simple(static_cast<int>(counts.size()), counts.data(), nullptr), where, "cannot read rows"));
-  check(H5Dread(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out), where,
+  const RowSelection sel = select_rows(dataset, dims, first, count, where, "cannot read rows");
+  check(H5Dread(dataset, mem_type, sel.mem_space.get(), sel.file_space.get(), H5P_DEFAULT, out), where,
         "cannot read rows (damaged file?)");
 }
 
@@ -223,6 +218,22 @@ void read_column(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, hs
 }
 
 namespace {
+
+// Attribute `name` of `loc` opened with its type, or nothing when `loc` has no such attribute.
+struct OpenAttribute {
+  Handle attribute, type;
+};
+std::optional<OpenAttribute> open_attribute(hid_t loc, const std::string& name, const std::string& where,
+                                            const std::string& what) {
+  if (H5Aexists(loc, name.c_str()) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return std::nullopt;
+  }
+  OpenAttribute a;
+  a.attribute = attribute_handle(check_id(H5Aopen(loc, name.c_str(), H5P_DEFAULT), where, what));
+  a.type = type_handle(check_id(H5Aget_type(a.attribute.get()), where, what));
+  return a;
+}
 
 Handle fresh_attribute(hid_t loc, const std::string& name, hid_t type, const std::string& where) {
   if (H5Aexists(loc, name.c_str()) > 0) H5Adelete(loc, name.c_str());
@@ -247,13 +258,10 @@ void write_attribute(hid_t loc, const std::string& name, int64_t value, const st
 
 std::optional<std::string> read_string_attribute(hid_t loc, const std::string& name,
                                                  const std::string& where) {
-  if (H5Aexists(loc, name.c_str()) <= 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return std::nullopt;
-  }
   const std::string what = "cannot read attribute " + name;
-  Handle a = attribute_handle(check_id(H5Aopen(loc, name.c_str(), H5P_DEFAULT), where, what));
-  Handle type = type_handle(check_id(H5Aget_type(a.get()), where, what));
+  std::optional<OpenAttribute> opened = open_attribute(loc, name, where, what);
+  if (!opened) return std::nullopt;
+  const Handle &a = opened->attribute, &type = opened->type;
   if (H5Tget_class(type.get()) != H5T_STRING) throw Error(where, "attribute " + name + ": expected a string");
   if (H5Tis_variable_str(type.get()) > 0) {
     Handle mem = type_handle(check_id(H5Tcopy(H5T_C_S1), where, what));
@@ -272,13 +280,10 @@ std::optional<std::string> read_string_attribute(hid_t loc, const std::string& n
 }
 
 std::optional<int64_t> read_int_attribute(hid_t loc, const std::string& name, const std::string& where) {
-  if (H5Aexists(loc, name.c_str()) <= 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return std::nullopt;
-  }
   const std::string what = "cannot read attribute " + name;
-  Handle a = attribute_handle(check_id(H5Aopen(loc, name.c_str(), H5P_DEFAULT), where, what));
-  Handle type = type_handle(check_id(H5Aget_type(a.get()), where, what));
+  std::optional<OpenAttribute> opened = open_attribute(loc, name, where, what);
+  if (!opened) return std::nullopt;
+  const Handle &a = opened->attribute, &type = opened->type;
   Handle space = space_handle(check_id(H5Aget_space(a.get()), where, what));
   if (H5Tget_class(type.get()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.get()) != 1)
     throw Error(where, "attribute " + name + ": expected one integer");

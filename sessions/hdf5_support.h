@@ -56,13 +56,18 @@ std::string error_reason();
 hid_t check_id(hid_t id, const std::string& where, const std::string& what);
 void check(herr_t status, const std::string& where, const std::string& what);
 
-Handle file_handle(hid_t id);
-Handle group_handle(hid_t id);
-Handle dataset_handle(hid_t id);
-Handle type_handle(hid_t id);
-Handle space_handle(hid_t id);
-Handle plist_handle(hid_t id);
-Handle attribute_handle(hid_t id);
+// Makes the Handle of one kind of id: file_handle(id) closes it with H5Fclose, and so on.
+template <herr_t (*Close)(hid_t)>
+struct HandleOf {
+  Handle operator()(hid_t id) const { return Handle(id, Close); }
+};
+inline constexpr HandleOf<H5Fclose> file_handle{};
+inline constexpr HandleOf<H5Gclose> group_handle{};
+inline constexpr HandleOf<H5Dclose> dataset_handle{};
+inline constexpr HandleOf<H5Tclose> type_handle{};
+inline constexpr HandleOf<H5Sclose> space_handle{};
+inline constexpr HandleOf<H5Pclose> plist_handle{};
+inline constexpr HandleOf<H5Aclose> attribute_handle{};
 
 // A fixed-length, null-padded string type of `bytes` bytes.
 Handle string_type(size_t bytes);

@@ -63,6 +63,20 @@ struct StepRow {
   double tokens_per_second, wall_seconds, time;
 };
 
+// The members a StepRow shares with a snapshot::StepReport, copied either way (the writer fills a row from a
+// report, the reader a report from a row); names, parts and times are the caller's.
+template <class From, class To>
+void copy_step_fields(const From& from, To& to) {
+  to.step = from.step;
+  to.total_steps = from.total_steps;
+  to.lr = from.lr;
+  to.total = from.total;
+  to.grad_norm = from.grad_norm;
+  to.tokens = from.tokens;
+  to.tokens_seen = from.tokens_seen;
+  to.tokens_per_second = from.tokens_per_second;
+}
+
 struct EvalRow {
   char run[kName];
   char stage[kStage];
@@ -86,6 +100,19 @@ struct SummaryRow {
   int8_t stopped_early;
   double time;
 };
+
+// The members a SummaryRow shares with a snapshot::RunSummary, copied either way; the run name, generation
+// and time are the caller's.
+template <class From, class To>
+void copy_summary_fields(const From& from, To& to) {
+  to.perplexity = from.perplexity;
+  to.ratio_to_teacher = from.ratio_to_teacher;
+  to.stage1_tokens = from.stage1_tokens;
+  to.stage2_tokens = from.stage2_tokens;
+  to.steps = from.steps;
+  to.seconds = from.seconds;
+  to.stopped_early = static_cast<decltype(to.stopped_early)>(from.stopped_early ? 1 : 0);  // int8 ↔ bool
+}
 
 struct CheckpointRow {
   int64_t sequence;

@@ -77,6 +77,12 @@ struct SessionReader::Impl {
                              " rows, the dataset has " + std::to_string(n) + " (damaged file?)");
     return static_cast<hsize_t>(count);
   }
+  // A group of the header; Error when it is missing or does not open.
+  h5::Handle group(const char* path) const {
+    if (!h5::exists(file.get(), path)) throw Error(where, std::string("missing group ") + path);
+    return h5::group_handle(h5::check_id(H5Gopen2(file.get(), path, H5P_DEFAULT), where,
+                                         std::string("cannot open ") + path + " (damaged file?)"));
+  }
   std::string attribute(hid_t loc, const char* group, const char* name) const {
     auto v = h5::read_string_attribute(loc, name, where);
     if (!v) throw Error(where, std::string("missing attribute ") + group + " " + name);
@@ -194,20 +200,19 @@ void SessionReader::Impl::read_header() {
   c.writer_host = attribute(root.get(), "/", "writer_host");
   c.writer_pid = int_attribute(root.get(), "/", "writer_pid");
 
-  if (!h5::exists(f, "/provenance")) throw Error(where, "missing group /provenance");
-  h5::Handle prov = h5::group_handle(h5::check_id(H5Gopen2(f, "/provenance", H5P_DEFAULT), where,
-                                                  "cannot open /provenance (damaged file?)"));
+  const h5::Handle prov = group("/provenance");
+  const auto text = [&](const char* name) { return attribute(prov.get(), "/provenance", name); };
   Provenance& p = c.provenance;
-  p.app_version = attribute(prov.get(), "/provenance", "app_version");
-  p.torch_version = attribute(prov.get(), "/provenance", "torch_version");
-  p.hdf5_version = attribute(prov.get(), "/provenance", "hdf5_version");
-  p.device = attribute(prov.get(), "/provenance", "device");
-  p.teacher_dir = attribute(prov.get(), "/provenance", "teacher_dir");
-  p.teacher_hash = attribute(prov.get(), "/provenance", "teacher_hash");
-  p.corpus_path = attribute(prov.get(), "/provenance", "corpus_path");
-  p.corpus_hash = attribute(prov.get(), "/provenance", "corpus_hash");
-  p.start_time = attribute(prov.get(), "/provenance", "start_time");
-  const std::string seed = attribute(prov.get(), "/provenance", "seed");
+  p.app_version = text("app_version");
+  p.torch_version = text("torch_version");
+  p.hdf5_version = text("hdf5_version");
+  p.device = text("device");
+  p.teacher_dir = text("teacher_dir");
+  p.teacher_hash = text("teacher_hash");
+  p.corpus_path = text("corpus_path");
+  p.corpus_hash = text("corpus_hash");
+  p.start_time = text("start_time");
+  const std::string seed = text("seed");
   try {
     size_t used = 0;
     p.seed = std::stoull(seed, &used);
@@ -223,18 +228,17 @@ void SessionReader::Impl::read_header() {
     throw Error(where, std::string(schema::kRecipe) + ": expected JSON");
   }
 
-  if (!h5::exists(f, "/layout")) throw Error(where, "missing group /layout");
-  h5::Handle lay = h5::group_handle(
-      h5::check_id(H5Gopen2(f, "/layout", H5P_DEFAULT), where, "cannot open /layout (damaged file?)"));
+  const h5::Handle lay = group("/layout");
+  const auto number = [&](const char* name) { return int_attribute(lay.get(), "/layout", name); };
   SessionLayout& l = c.layout;
-  l.layers = int_attribute(lay.get(), "/layout", "layers");
-  l.heads = int_attribute(lay.get(), "/layout", "heads");
-  l.probe_tokens = int_attribute(lay.get(), "/layout", "probe_tokens");
-  l.feature_dim = int_attribute(lay.get(), "/layout", "feature_dim");
-  l.head_size = int_attribute(lay.get(), "/layout", "head_size");
-  l.state_size = int_attribute(lay.get(), "/layout", "state_size");
-  l.width = int_attribute(lay.get(), "/layout", "width");
-  l.conv_width = int_attribute(lay.get(), "/layout", "conv_width");
+  l.layers = number("layers");
+  l.heads = number("heads");
+  l.probe_tokens = number("probe_tokens");
+  l.feature_dim = number("feature_dim");
+  l.head_size = number("head_size");
+  l.state_size = number("state_size");
+  l.width = number("width");
+  l.conv_width = number("conv_width");
   {
     h5::Handle names = dataset(schema::kPartNames);
     const hsize_t n = h5::rows(names.get(), where + ": " + schema::kPartNames);
@@ -276,14 +280,7 @@ void SessionReader::Impl::read_header() {
 snapshot::StepReport SessionReader::Impl::step_report(size_t i) const {
   const schema::StepRow& r = step_rows[i];
   snapshot::StepReport s;
-  s.step = r.step;
-  s.total_steps = r.total_steps;
-  s.lr = r.lr;
-  s.total = r.total;
-  s.grad_norm = r.grad_norm;
-  s.tokens = r.tokens;
-  s.tokens_seen = r.tokens_seen;
-  s.tokens_per_second = r.tokens_per_second;
+  schema::copy_step_fields(r, s);
   const size_t n_parts = c.layout.part_names.size();
   for (size_t j = 0; j < n_parts; ++j) {
     const double v = part_values[i * n_parts + j];
@@ -636,13 +633,7 @@ std::vector<snapshot::RunSummary> SessionReader::summary() const {
     if (row.generation != newest || run.empty()) continue;
     snapshot::RunSummary s;
     s.run = run;
-    s.perplexity = row.perplexity;
-    s.ratio_to_teacher = row.ratio_to_teacher;
-    s.stage1_tokens = row.stage1_tokens;
-    s.stage2_tokens = row.stage2_tokens;
-    s.steps = row.steps;
-    s.seconds = row.seconds;
-    s.stopped_early = row.stopped_early != 0;
+    schema::copy_summary_fields(row, s);
     out.push_back(s);
   }
   return out;

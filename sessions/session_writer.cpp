@@ -411,14 +411,7 @@ void SessionWriter::append_step(const std::string& run, const std::string& stage
   schema::StepRow row{};
   h5::put_name(row.run, sizeof row.run, run, w.where);
   h5::put_name(row.stage, sizeof row.stage, stage, w.where);
-  row.step = report.step;
-  row.total_steps = report.total_steps;
-  row.lr = report.lr;
-  row.total = report.total;
-  row.grad_norm = report.grad_norm;
-  row.tokens = report.tokens;
-  row.tokens_seen = report.tokens_seen;
-  row.tokens_per_second = report.tokens_per_second;
+  schema::copy_step_fields(report, row);
   row.wall_seconds = wall_seconds;
   row.time = unix_now();
   w.writing([&] {
@@ -566,13 +559,7 @@ void SessionWriter::set_summary(const std::vector<snapshot::RunSummary>& rows) {
     schema::SummaryRow& r = out[i];
     r.generation = generation;
     h5::put_name(r.run, sizeof r.run, rows[i].run, w.where);
-    r.perplexity = rows[i].perplexity;
-    r.ratio_to_teacher = rows[i].ratio_to_teacher;
-    r.stage1_tokens = rows[i].stage1_tokens;
-    r.stage2_tokens = rows[i].stage2_tokens;
-    r.steps = rows[i].steps;
-    r.seconds = rows[i].seconds;
-    r.stopped_early = rows[i].stopped_early ? 1 : 0;
+    schema::copy_summary_fields(rows[i], r);
     r.time = now;
   }
   w.writing([&] {

@@ -26,9 +26,10 @@
 #include <vector>
 
 #include "sessions/checkpoints.h"
-#include "sessions/session_edit.h"
 #include "sessions/session_reader.h"
 #include "sessions/session_writer.h"
+#include "tests/session_test_edit.h"
+#include "tests/session_test_util.h"
 #include "tests/test_util.h"
 
 using namespace hedgelab;
@@ -40,17 +41,7 @@ using snapshot::ProbeSnapshot;
 namespace {
 
 SessionLayout small_layout() {
-  SessionLayout l;
-  l.layers = 2;
-  l.heads = 2;
-  l.probe_tokens = 5;
-  l.feature_dim = 3;
-  l.head_size = 4;
-  l.state_size = 6;
-  l.width = 8;
-  l.conv_width = 3;
-  l.part_names = standard_part_names(2);
-  return l;
+  return sessions::test::layout_of(/*L=*/2, /*H=*/2, /*Tp=*/5, /*m=*/3, /*P=*/4, /*N=*/6, /*d=*/8, /*W=*/3);
 }
 
 Provenance sample_provenance() {

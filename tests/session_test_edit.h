@@ -1,5 +1,5 @@
 // Deliberate edits of a closed session file, for tests of how the reader refuses files it must not trust
-// (a newer schema_version, a missing dataset). Not for applications: a session edited this way is damaged.
+// (a newer schema_version, a missing dataset). Test-only: a session edited this way is damaged.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "sessions/session_edit.h"
+#include "tests/session_test_edit.h"
 
 #include "sessions/hdf5_support.h"
 

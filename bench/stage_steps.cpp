@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
       const double probe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
       // What the session costs: the snapshot appended, the checkpoint written (temporary folder, fsync,
       // rename, SHA-256), one step appended and committed.
-      const auto dir = std::filesystem::temp_directory_path() / ("hedgelab-bench-" + std::to_string(::getpid()));
+      const auto dir =
+          std::filesystem::temp_directory_path() / ("hedgelab-bench-" + std::to_string(::getpid()));
       std::filesystem::create_directories(dir);
       double session_probe_s = 0, session_checkpoint_s = 0, session_step_s = 0;
       {

@@ -32,7 +32,8 @@ const Command kCommands[] = {
     {"distill", "run the two-stage recipe (or --compare the paper's runs) from a preset",
      hedgelab::cli::run_distill},
     {"export", "write a session's student as a folder eval and generate load", hedgelab::cli::run_export},
-    {"session", "look into a session file: show its contents, print a metric as CSV", hedgelab::cli::run_session},
+    {"session", "look into a session file: show its contents, print a metric as CSV",
+     hedgelab::cli::run_session},
     {"demo", "the embedded demo: evaluate and sample the demo teacher on the default corpus",
      hedgelab::cli::run_demo},
 };

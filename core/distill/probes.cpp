@@ -93,6 +93,16 @@ void Prober::fill_attention(snapshot::ProbeSnapshot& s, int64_t layer, const at:
   }
 }
 
+void Prober::fill_alignment(snapshot::ProbeSnapshot& s, const LayerOutputFromInput& teacher_forced,
+                            const StreamOutputs& free_running) const {
+  if (align_input_.empty()) return;
+  const std::vector<at::Tensor> free = free_running(align_ids_);  // per layer [B, T, d]
+  for (int64_t l = 0; l < s.layers; ++l) {
+    s.alignment[l].teacher_forced = mean_cosine(teacher_forced(l, align_input_[l]), align_output_[l]);
+    s.alignment[l].free_running = mean_cosine(free[l], align_output_[l]);
+  }
+}
+
 snapshot::ProbeSnapshot Prober::stage1(const models::HedgehogLM& model_in, const std::string& run,
                                        int64_t step, int64_t tokens_seen) const {
   at::NoGradGuard no_grad;
@@ -109,16 +119,13 @@ snapshot::ProbeSnapshot Prober::stage1(const models::HedgehogLM& model_in, const
     s.features[l].q = per_head(attention->feature_map_q->weight);  // H × [m, P]
     s.features[l].k = per_head(attention->feature_map_k->weight);
   }
-  if (!align_input_.empty()) {
-    models::HedgehogCaptureOptions c;
-    c.attention_io = true;
-    const models::HedgehogOutput free = model->forward_with(align_ids_, c);
-    for (int64_t l = 0; l < s.layers; ++l) {
-      s.alignment[l].teacher_forced =
-          mean_cosine(model->teacher_forced_attention_output(l, align_input_[l]), align_output_[l]);
-      s.alignment[l].free_running = mean_cosine(free.attn_output[l], align_output_[l]);
-    }
-  }
+  fill_alignment(
+      s, [&](int64_t l, const at::Tensor& x) { return model->teacher_forced_attention_output(l, x); },
+      [&](const at::Tensor& ids) {
+        models::HedgehogCaptureOptions c;
+        c.attention_io = true;
+        return model->forward_with(ids, c).attn_output;
+      });
   return s;
 }
 
@@ -150,16 +157,13 @@ snapshot::ProbeSnapshot Prober::stage2(const models::HedgeMambaStudent& student_
       m.conv_q = to_grid(mixer->conv_q->weight);
     }
   }
-  if (!align_input_.empty()) {
-    models::StudentCaptureOptions c;
-    c.mixer_io = true;
-    const models::StudentOutput free = student->forward_with(align_ids_, c);
-    for (int64_t l = 0; l < s.layers; ++l) {
-      s.alignment[l].teacher_forced =
-          mean_cosine(student->teacher_forced_mixer_output(l, align_input_[l]), align_output_[l]);
-      s.alignment[l].free_running = mean_cosine(free.mixer_output[l], align_output_[l]);
-    }
-  }
+  fill_alignment(
+      s, [&](int64_t l, const at::Tensor& x) { return student->teacher_forced_mixer_output(l, x); },
+      [&](const at::Tensor& ids) {
+        models::StudentCaptureOptions c;
+        c.mixer_io = true;
+        return student->forward_with(ids, c).mixer_output;
+      });
   return s;
 }
 

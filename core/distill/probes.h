@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,14 @@ class Prober {
   // [1,H,Tp,Tp] (φ_q(q_t)ᵀφ_k(k_s), or C_tᵀB_s).
   void fill_attention(snapshot::ProbeSnapshot& s, int64_t layer, const at::Tensor& student_map,
                       const at::Tensor& feature_products) const;
+
+  // Per layer: the model's attention/mixer output fed `x` = the teacher's ln1 input [B,T,d] → [B,T,d].
+  using LayerOutputFromInput = std::function<at::Tensor(int64_t layer, const at::Tensor& x)>;
+  // ids [B,T] → per layer the attention/mixer outputs of the model's own residual stream.
+  using StreamOutputs = std::function<std::vector<at::Tensor>(const at::Tensor& ids)>;
+  // Cosine alignment with the teacher on the held-out probe batch, teacher-forced and free-running.
+  void fill_alignment(snapshot::ProbeSnapshot& s, const LayerOutputFromInput& teacher_forced,
+                      const StreamOutputs& free_running) const;
 
   models::GptNeoXForCausalLM teacher_;
   at::Tensor probe_ids_;  // [1, Tp]

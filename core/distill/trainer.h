@@ -24,10 +24,10 @@
 
 namespace hedgelab::distill {
 
-using snapshot::RunState;
-using snapshot::to_string;
-using snapshot::StepReport;
 using snapshot::EvalReport;
+using snapshot::RunState;
+using snapshot::StepReport;
+using snapshot::to_string;
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 

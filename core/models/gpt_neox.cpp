@@ -327,11 +327,17 @@ at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, con
   return apply_linear(mlp.dense_4h_to_h, h);  // [B, T, d]
 }
 
+at::Tensor add_block_residuals(const GptNeoXConfig& config,
+                               const torch::nn::LayerNorm& post_attention_layernorm,
+                               const GptNeoXMlpImpl& mlp, const at::Tensor& h, const at::Tensor& a_out) {
+  if (config.use_parallel_residual)
+    return h + a_out + apply_mlp(config, mlp, apply_layer_norm(post_attention_layernorm, h));
+  const at::Tensor mid = h + a_out;
+  return mid + apply_mlp(config, mlp, apply_layer_norm(post_attention_layernorm, mid));
+}
+
 }  // namespace detail
 
-at::Tensor GptNeoXForCausalLMImpl::mlp(const GptNeoXLayerImpl& layer, const at::Tensor& x) const {
-  return detail::apply_mlp(config_, *layer.mlp, x);
-}
 
 namespace {
 
@@ -392,12 +398,7 @@ TeacherOutput GptNeoXForCausalLMImpl::forward(const at::Tensor& ids, const Teach
       out.attn_output.push_back(a_out);
     }
     if (capture.attention_probs) out.attn_probs.push_back(probs);
-    if (config_.use_parallel_residual) {
-      h = h + a_out + mlp(layer, detail::apply_layer_norm(layer.post_attention_layernorm, h));
-    } else {
-      h = h + a_out;
-      h = h + mlp(layer, detail::apply_layer_norm(layer.post_attention_layernorm, h));
-    }
+    h = detail::add_block_residuals(config_, layer.post_attention_layernorm, *layer.mlp, h, a_out);
   }
   if (cache) cache->length += ids.size(1);
   h = detail::apply_layer_norm(gpt_neox->final_layer_norm, h);

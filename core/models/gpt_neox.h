@@ -136,7 +136,6 @@ class GptNeoXForCausalLMImpl : public torch::nn::Module {
   torch::nn::Linear embed_out{nullptr};  // [V, d]; absent (embed_in reused) when tie_word_embeddings
 
  private:
-  at::Tensor mlp(const GptNeoXLayerImpl& layer, const at::Tensor& x) const;
   GptNeoXConfig config_;
 };
 TORCH_MODULE(GptNeoXForCausalLM);
@@ -145,6 +144,11 @@ TORCH_MODULE(GptNeoXForCausalLM);
 namespace detail {
 at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& x);                 // [B,T,d]
 at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x);  // [B,T,d]
+// The residual update of one block given its attention/mixer output `a_out` (§2): parallel
+// h + a_out + mlp(ln2(h)), or sequential h' = h + a_out, h' + mlp(ln2(h')). h, a_out [B,T,d] or [B,d].
+at::Tensor add_block_residuals(const GptNeoXConfig& config,
+                               const torch::nn::LayerNorm& post_attention_layernorm,
+                               const GptNeoXMlpImpl& mlp, const at::Tensor& h, const at::Tensor& a_out);
 }  // namespace detail
 
 // Rotary embedding of docs/method.md §2 on the first r channels; x [B, H, T, P], positions offset.. offset+T.

@@ -144,13 +144,7 @@ HedgehogOutput HedgehogLMImpl::forward_with(const at::Tensor& ids, const Hedgeho
       out.attn_output.push_back(a_out);
     }
     if (capture.attention_weights) out.attn_weights.push_back(weights);
-    if (c.use_parallel_residual) {
-      h = h + a_out +
-          detail::apply_mlp(c, *layer.mlp, detail::apply_layer_norm(layer.post_attention_layernorm, h));
-    } else {
-      h = h + a_out;
-      h = h + detail::apply_mlp(c, *layer.mlp, detail::apply_layer_norm(layer.post_attention_layernorm, h));
-    }
+    h = detail::add_block_residuals(c, layer.post_attention_layernorm, *layer.mlp, h, a_out);
   }
   h = detail::apply_layer_norm(body.final_layer_norm, h);  // [B, T, d]
   out.logits = at::linear(h, base_->lm_head_weight());     // [B, T, V]

@@ -128,14 +128,7 @@ at::Tensor HedgeMambaStudentImpl::run(const at::Tensor& ids, StudentState* state
       out->mixer_input.push_back(a_in);
       out->mixer_output.push_back(a_out);
     }
-    if (config_.use_parallel_residual) {
-      h = h + a_out +
-          detail::apply_mlp(config_, *block.mlp, detail::apply_layer_norm(block.post_attention_layernorm, h));
-    } else {
-      h = h + a_out;
-      h = h +
-          detail::apply_mlp(config_, *block.mlp, detail::apply_layer_norm(block.post_attention_layernorm, h));
-    }
+    h = detail::add_block_residuals(config_, block.post_attention_layernorm, *block.mlp, h, a_out);
   }
   if (state) state->length += ids.size(1);
   h = detail::apply_layer_norm(final_layer_norm, h);  // [B, T, d]
@@ -168,14 +161,7 @@ at::Tensor HedgeMambaStudentImpl::step(const at::Tensor& ids_t, StudentState& st
     const auto& block = *layer(i);
     const at::Tensor a_out =
         block.mixer->step(detail::apply_layer_norm(block.input_layernorm, h), state.layers[i]);  // [B, d]
-    if (config_.use_parallel_residual) {
-      h = h + a_out +
-          detail::apply_mlp(config_, *block.mlp, detail::apply_layer_norm(block.post_attention_layernorm, h));
-    } else {
-      h = h + a_out;
-      h = h +
-          detail::apply_mlp(config_, *block.mlp, detail::apply_layer_norm(block.post_attention_layernorm, h));
-    }
+    h = detail::add_block_residuals(config_, block.post_attention_layernorm, *block.mlp, h, a_out);
   }
   state.length += 1;
   return at::linear(detail::apply_layer_norm(final_layer_norm, h), lm_head_weight());  // [B, V]

@@ -22,13 +22,17 @@ if(HEDGELAB_TESTS)
 endif()
 if(HEDGELAB_GUI)
   # QCustomPlot's Qt 6 build needs PrintSupport found before it.
-  list(APPEND HEDGELAB_QT_COMPONENTS Gui Widgets PrintSupport OpenGL OpenGLWidgets)
+  list(APPEND HEDGELAB_QT_COMPONENTS Gui Widgets PrintSupport Svg OpenGL OpenGLWidgets)
 endif()
 if(HEDGELAB_TESTS OR HEDGELAB_GUI)
   find_package(Qt6 REQUIRED COMPONENTS ${HEDGELAB_QT_COMPONENTS})
 endif()
 if(HEDGELAB_GUI)
   find_package(QCustomPlotQt6 REQUIRED)
+  # Dear ImGui: Debian's static libimgui (with the OpenGL3 backend) and its pkg-config file.
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(IMGUI REQUIRED IMPORTED_TARGET imgui)
+  set(HEDGELAB_IMGUI_TARGET PkgConfig::IMGUI)
 endif()
 
 # HDF5 (C API) for sessions, which the CLI writes too. FindHDF5 needs the C language enabled.

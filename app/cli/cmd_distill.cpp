@@ -11,6 +11,7 @@
 #include "app/cli/args.h"
 #include "app/cli/commands.h"
 #include "app/cli/loading.h"
+#include "app/launch/session_run.h"
 #include "core/common/error.h"
 #include "core/common/threads.h"
 #include "core/distill/recipe_run.h"
@@ -19,7 +20,6 @@
 #include "core/util/progress.h"
 #include "sessions/checkpoints.h"
 #include "sessions/session_reader.h"
-#include "sessions/session_recorder.h"
 #include "sessions/session_writer.h"
 
 namespace hedgelab::cli {
@@ -53,27 +53,6 @@ void print_table(const std::vector<snapshot::RunSummary>& rows, bool csv) {
                 r.ratio_to_teacher, static_cast<long long>(r.stage1_tokens),
                 static_cast<long long>(r.stage2_tokens), r.seconds,
                 r.stopped_early ? "  (stopped early)" : "");
-}
-
-// runs/<recipe>-<local time>.h5 (a numbered suffix when taken).
-std::filesystem::path default_session_path(const std::string& recipe_name) {
-  const std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-  std::filesystem::path p = std::filesystem::path("runs") / (recipe_name + "-" + stamp + ".h5");
-  for (int i = 2; std::filesystem::exists(p); ++i)
-    p = std::filesystem::path("runs") / (recipe_name + "-" + stamp + "-" + std::to_string(i) + ".h5");
-  return p;
-}
-
-// FILE.h5 → FILE-resumed.h5, FILE-resumed-2.h5, ...
-std::filesystem::path continuation_path(const std::filesystem::path& from) {
-  const auto dir = from.parent_path();
-  const std::string stem = from.stem().string();
-  std::filesystem::path p = dir / (stem + "-resumed.h5");
-  for (int i = 2; std::filesystem::exists(p); ++i)
-    p = dir / (stem + "-resumed-" + std::to_string(i) + ".h5");
-  return p;
 }
 
 // Progress on the terminal: a bar per stage with ETA (or one JSON line per step with --progress jsonl), the
@@ -125,25 +104,6 @@ class CliProgress : public run::RunObserver {
   std::unique_ptr<util::ProgressBar> bar_;
 };
 
-void check_writable_folder(const std::string& dir) {
-  // Fail before hours of training, not after: the folder must be creatable and writable.
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error(dir, "cannot create the output folder: " + ec.message());
-  const auto probe = std::filesystem::path(dir) / ".hedgelab-write-test";
-  util::write_file_atomically(probe, std::string("ok"));
-  std::filesystem::remove(probe, ec);
-}
-
-run::ProbeText probe_text_of(const io::Tokenizer& tok, const std::string& text) {
-  run::ProbeText p;
-  for (auto id : tok.encode(text)) {
-    p.ids.push_back(id);
-    p.pieces.push_back(tok.decode({id}));
-  }
-  return p;
-}
-
 }  // namespace
 
 int run_distill(const Args& args) {
@@ -191,7 +151,6 @@ int run_distill(const Args& args) {
 
   // The recipe: a preset with overrides, or the recipe a resumed session ran.
   distill::RecipeConfig recipe;
-  std::optional<sessions::CheckpointRecord> resume_point;
   if (!resume_from.empty()) {
     if (!p.str("preset").empty() && p.str("preset") != "demo")
       spdlog::warn("--resume: the session's recipe is used; --preset {} is ignored", p.str("preset"));
@@ -199,16 +158,7 @@ int run_distill(const Args& args) {
       if (!p.str(o).empty())
         throw UsageError(std::string("distill: --") + o +
                          " cannot change a resumed run (its recipe is fixed)");
-    auto reader = sessions::SessionReader::open(resume_from);
-    recipe =
-        distill::RecipeConfig::from_json(reader.provenance().recipe, resume_from + ": provenance recipe");
-    resume_point = sessions::load_last_complete_checkpoint(reader, "hedgemamba");
-    if (!resume_point)
-      throw Error(resume_from,
-                  "has no complete checkpoint to resume from (a run writes one every "
-                  "data.checkpoint_every steps and when it pauses or stops)");
-    spdlog::info("resuming {} from its {} checkpoint at step {}", resume_from, resume_point->stage,
-                 resume_point->step);
+    recipe = launch::recipe_of_session(resume_from);
   } else {
     recipe = distill::load_preset(p.str("preset"));
   }
@@ -227,43 +177,31 @@ int run_distill(const Args& args) {
   const int threads = apply_recipe_threads(static_cast<int>(recipe.threads));
   spdlog::info("{} LibTorch threads", threads);
   const std::string out_dir = p.str("out");
-  if (!out_dir.empty()) check_writable_folder(out_dir);
-  std::filesystem::path session_path = p.str("session");
-  if (session_path.empty())
-    session_path = resume_from.empty() ? default_session_path(recipe.name) : continuation_path(resume_from);
-  if (std::filesystem::exists(session_path))
-    throw Error(session_path.string(),
-                "exists already; a session is never overwritten (choose another --session)");
-  if (session_path.has_parent_path()) check_writable_folder(session_path.parent_path().string());
-
-  auto teacher = load_teacher(recipe.teacher == "demo" ? "" : recipe.teacher);
-  auto tok = load_tokenizer(teacher.folder);
-  auto corpus = load_corpus_with(tok, recipe.corpus == "default" ? "" : recipe.corpus, !p.enabled("no-cache"),
-                                 recipe.data.heldout_fraction);
+  if (!out_dir.empty()) launch::check_writable_folder(out_dir);
   const bool as_json = p.enabled("json") || p.enabled("csv");
   const bool bars = !as_json && progress_mode == "bar";
   InterruptGuard interrupt_guard;
   std::vector<snapshot::RunSummary> rows;
   models::HedgeMambaStudent student{nullptr};
-
-  const run::ProbeText probe = probe_text_of(tok, recipe.data.probe_text);
-  sessions::Provenance provenance =
-      sessions::provenance_for(recipe, teacher.dir, teacher.folder.weight_files(), corpus);
-  const int64_t probe_tokens = std::min<int64_t>(static_cast<int64_t>(probe.ids.size()),
-                                                 teacher.model->config().max_position_embeddings);
-  // Created once the run has accepted the recipe, teacher and corpus: a refused run leaves no session.
-  std::optional<sessions::SessionWriter> writer_slot;
-  auto open_session = [&] {
-    writer_slot.emplace(sessions::SessionWriter::create(
-        session_path, provenance, sessions::layout_for(recipe, teacher.model->config(), probe_tokens)));
-    spdlog::info("session {}", session_path.string());
-    return &*writer_slot;
-  };
-  sessions::SessionWriter* writer = nullptr;
+  std::filesystem::path session_path = p.str("session");
+  std::string tokenizer_json;
 
   if (p.enabled("compare")) {
+    if (session_path.empty()) session_path = launch::default_session_path(recipe.name);
+    if (std::filesystem::exists(session_path))
+      throw Error(session_path.string(),
+                  "exists already; a session is never overwritten (choose another --session)");
+    if (session_path.has_parent_path()) launch::check_writable_folder(session_path.parent_path());
+    auto teacher = load_teacher(recipe.teacher == "demo" ? "" : recipe.teacher);
+    auto tok = load_tokenizer(teacher.folder);
+    auto corpus = load_corpus_with(tok, recipe.corpus == "default" ? "" : recipe.corpus, !p.enabled("no-cache"),
+                                   recipe.data.heldout_fraction);
+    const run::ProbeText probe = launch::probe_text_of(tok, recipe.data.probe_text);
+    const int64_t probe_tokens = std::min<int64_t>(static_cast<int64_t>(probe.ids.size()),
+                                                   teacher.model->config().max_position_embeddings);
     distill::RunEvents events;
     std::unique_ptr<util::ProgressBar> bar;
+    std::optional<sessions::SessionWriter> writer;
     const auto t0 = std::chrono::steady_clock::now();
     auto wall = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     events.stop_requested = &InterruptGuard::flag();
@@ -288,7 +226,11 @@ int run_distill(const Args& args) {
       writer->append_eval(run, stage, e);
     };
     distill::RecipeRunner runner(recipe, teacher.model, corpus, events);
-    writer = open_session();
+    // Created once the runner has accepted the recipe, teacher and corpus: a refused run leaves no session.
+    writer.emplace(sessions::SessionWriter::create(
+        session_path, sessions::provenance_for(recipe, teacher.dir, teacher.folder.weight_files(), corpus),
+        sessions::layout_for(recipe, teacher.model->config(), probe_tokens)));
+    spdlog::info("session {}", session_path.string());
     spdlog::info(
         "recipe {}: stage 1 {} steps, stage 2 {} steps of {} tokens; final evaluation on {} held-out "
         "windows",
@@ -298,35 +240,27 @@ int run_distill(const Args& args) {
     if (bar) bar->finish();
     writer->set_summary(rows);
     writer->append_event(InterruptGuard::flag().load() ? "stop" : "finish", {{"runs", rows.size()}});
+    if (rows.empty() || !rows.back().stopped_early) writer->close();
   } else {
     CliProgress progress(bars, progress_mode == "jsonl", "hedgemamba");
-    const double wall_before = resume_point ? resume_point->meta.value("wall_seconds", 0.0) : 0.0;
-    run::ObserverList observers;
-    observers.add(&progress);
-    run::DistillRun run(recipe, teacher.model, corpus, probe, &observers, "hedgemamba");
+    launch::RunRequest request;
+    request.recipe = recipe;
+    request.session = session_path;
+    request.resume_from = resume_from;
+    request.use_cache = !p.enabled("no-cache");
+    launch::SessionRun session(request, &progress);
+    session_path = session.session_path();
+    tokenizer_json = session.tokenizer().to_json_text();
+    run::DistillRun& run = session.run();
     progress.attach(&run);
-    if (resume_point) {
-      run::Checkpoint c{resume_point->run, resume_point->stage, resume_point->step, resume_point->tensors,
-                        resume_point->meta};
-      run.restore(c);
-    }
-    writer = open_session();
-    sessions::SessionRecorder recorder(*writer, "hedgemamba", wall_before);
-    observers.add(&recorder);
-    if (resume_point) {
-      writer->append_event("resume_from_checkpoint", {{"session", resume_from},
-                                                      {"stage", resume_point->stage},
-                                                      {"step", resume_point->step},
-                                                      {"steps_done", run.steps_done()}});
-    }
     spdlog::info("recipe {}: stage 1 {} steps, stage 2 {} steps of {} tokens{}", recipe.name,
                  recipe.stage1_steps(), recipe.stage2_steps(), recipe.tokens_per_step(),
-                 resume_point ? " (resumed at step " + std::to_string(run.steps_done()) + ")" : "");
-    const auto state = run.run(p.integer("stop-at-step", 0));
+                 session.resumed() ? " (resumed at step " + std::to_string(run.steps_done()) + ")" : "");
+    const auto state = session.step(p.integer("stop-at-step", 0));
     progress.finish();
     if (state == snapshot::RunState::Paused)
       throw Error("distill", run.last_error() + " (the last good state is checkpointed in " +
-                                 recorder.last_checkpoint_dir().string() + "; resume with --resume " +
+                                 session.recorder().last_checkpoint_dir().string() + "; resume with --resume " +
                                  session_path.string() + ")");
     if (run.stage() == "done") {
       snapshot::RunSummary t;
@@ -341,11 +275,10 @@ int run_distill(const Args& args) {
       spdlog::info("stopped at step {} of {}; continue with: hedgelab-cli distill --resume {}",
                    run.steps_done(), run.total_steps(), session_path.string());
   }
-  if (rows.empty() || !rows.back().stopped_early) writer->close();
 
   if (!out_dir.empty() && student) {
     models::save_student(student, out_dir);
-    util::write_file_atomically(std::filesystem::path(out_dir) / "tokenizer.json", tok.to_json_text());
+    util::write_file_atomically(std::filesystem::path(out_dir) / "tokenizer.json", tokenizer_json);
     spdlog::info("student saved in {}", out_dir);
   }
 

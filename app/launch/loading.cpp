@@ -1,15 +1,14 @@
-#include "app/cli/loading.h"
+#include "app/launch/loading.h"
 
 #include <spdlog/spdlog.h>
 
-#include <csignal>
 #include <nlohmann/json.hpp>
 
 #include "core/common/error.h"
 #include "core/common/paths.h"
 #include "core/data/tokenizer_encoder.h"
 
-namespace hedgelab::cli {
+namespace hedgelab::launch {
 
 std::string checkpoint_dir_or_demo(const std::string& dir) {
   return dir.empty() ? demo_teacher_dir().string() : dir;
@@ -82,21 +81,4 @@ at::Tensor eval_windows(const data::TokenView& view, int64_t T, int64_t max_wind
   return data::eval_batch(view, T, starts);  // [N, T+1]
 }
 
-namespace {
-std::atomic<bool> g_interrupted{false};
-extern "C" void hedgelab_cli_on_interrupt(int) {
-  g_interrupted.store(true);
-}
-}  // namespace
-
-InterruptGuard::InterruptGuard() {
-  previous_ = std::signal(SIGINT, hedgelab_cli_on_interrupt);
-}
-InterruptGuard::~InterruptGuard() {
-  std::signal(SIGINT, previous_);
-}
-const std::atomic<bool>& InterruptGuard::flag() {
-  return g_interrupted;
-}
-
-}  // namespace hedgelab::cli
+}  // namespace hedgelab::launch

@@ -78,6 +78,18 @@ void SessionRecorder::on_finished(const run::RunSummary& summary) {
   writer_.set_summary({summary});
 }
 
+void SessionRecorder::on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& k) {
+  nlohmann::json detail = {{"run", run_}, {"stage", stage}, {"step", step}};
+  if (k.lr) detail["lr"] = *k.lr;
+  if (k.ce_weight) detail["ce_weight"] = *k.ce_weight;
+  if (k.kd_weight) detail["kd_weight"] = *k.kd_weight;
+  if (k.align_weight) detail["align_weight"] = *k.align_weight;
+  if (k.kd_temperature) detail["kd_temperature"] = *k.kd_temperature;
+  if (k.probe_every) detail["probe_every"] = *k.probe_every;
+  writer_.append_event("knob", detail);
+  writer_.flush();
+}
+
 }  // namespace hedgelab::sessions
 
 namespace hedgelab::sessions {

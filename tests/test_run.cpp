@@ -212,6 +212,40 @@ class TestRun : public QObject {
     QCOMPARE(int64_t(m.final_state.size()), s2.heads);
     QCOMPARE(m.state_norm.cols, Tp);
     QCOMPARE(m.conv_x.cols, int64_t(r.model.conv_width));
+    // The implied attention by hand from the snapshot's own Δ, α and C_tᵀB_s (the feature logits):
+    // M_ts ∝ (C_tᵀB_s) Δ_s Π_{s<r≤t} α_r, rows normalised — for the fresh mixer (α ≈ 1, unit gate: the
+    // Hedgehog map, checked above) and for the trained one of the last stage-2 snapshot (α < 1).
+    for (const auto* sn : {&rec.probes[4], &rec.probes[6]})
+      for (int64_t l = 0; l < sn->layers; ++l)
+        for (int64_t h = 0; h < sn->heads; ++h) {
+          const auto& mx = sn->mixers[l];
+          const auto& a = sn->head(l, h);
+          double worst = 0.0;
+          size_t idx = 0;
+          for (int64_t t = 0; t < Tp; ++t) {
+            std::vector<double> row(static_cast<size_t>(t + 1));
+            double z = 0.0, zs = 0.0;
+            for (int64_t j = 0; j <= t; ++j) {
+              double decay = 0.0;
+              for (int64_t k = j + 1; k <= t; ++k)
+                decay += std::log(double(mx.alpha.at(h, k)));
+              row[j] = std::exp(double(a.feature_logits[idx + j])) * mx.delta.at(h, j) * std::exp(decay);
+              z += row[j];
+              zs += a.student.at(t, j);
+            }
+            for (int64_t j = 0; j <= t; ++j)
+              worst = std::max(worst, std::abs(row[j] / z - a.student.at(t, j) / zs));
+            idx += t + 1;
+          }
+          QVERIFY2(worst < 1e-4, ("implied attention by hand, " + sn->stage + " step " +
+                                  std::to_string(sn->step) + " layer " + std::to_string(l) + " head " +
+                                  std::to_string(h) + ": " + std::to_string(worst))
+                                     .c_str());
+        }
+    double min_alpha = 1.0;
+    for (float v : rec.probes[6].mixers[0].alpha.values)
+      min_alpha = std::min(min_alpha, double(v));
+    QVERIFY(min_alpha < 1.0);  // the trained mixer does decay: the hand formula was tested with α ≠ 1
   }
 
   void refuses_checkpoints_that_do_not_fit() {

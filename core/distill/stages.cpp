@@ -149,14 +149,20 @@ Stage2Model stage2_model_of(models::HedgehogLM model) {
   return m;
 }
 
+Stage2Weights Stage2Weights::of(const Stage2Config& s2) {
+  return {s2.ce_weight, s2.kd_weight, s2.align_weight, s2.kd_temperature};
+}
+
 StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM teacher, Stage2Model model,
-                         const models::HedgehogLM* kd_stage1, data::BatchCursor& cursor) {
+                         const models::HedgehogLM* kd_stage1, data::BatchCursor& cursor,
+                         std::shared_ptr<const Stage2Weights> weights) {
   const int64_t T = recipe.data.context, L = teacher->config().num_layers;
-  const Stage2Config s2 = recipe.stage2;
-  const bool align = s2.align_weight > 0;
+  if (!weights) weights = std::make_shared<const Stage2Weights>(Stage2Weights::of(recipe.stage2));
   std::optional<models::HedgehogLM> kd_model;
   if (kd_stage1) kd_model = *kd_stage1;  // a second handle: forward() is not const
   return [=, &cursor](int64_t, int64_t) mutable {
+    const Stage2Weights w = *weights;  // this step's
+    const bool align = w.align_weight > 0;
     at::Tensor batch = cursor.next();            // [B, T+1]
     at::Tensor ids = batch.narrow(1, 0, T);      // [B, T]
     at::Tensor targets = batch.narrow(1, 1, T);  // [B, T]
@@ -169,13 +175,13 @@ StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
     }
     at::Tensor logits = model.logits(ids);  // [B, T, V]
     LossParts parts;
-    parts.add("ce", next_token_cross_entropy(logits, targets), s2.ce_weight);
-    parts.add("kd", distillation_kl(kd_logits, logits, s2.kd_temperature), s2.kd_weight);
+    parts.add("ce", next_token_cross_entropy(logits, targets), w.ce_weight);
+    parts.add("kd", distillation_kl(kd_logits, logits, w.kd_temperature), w.kd_weight);
     if (align) {
       const auto outs = model.layer_outputs(ids);
       for (int64_t l = 0; l < L; ++l)
         parts.add("align.layers." + std::to_string(l), cosine_alignment_loss(outs[l], t.attn_output[l]),
-                  s2.align_weight / L);
+                  w.align_weight / L);
     }
     parts.tokens = ids.numel();
     return parts;

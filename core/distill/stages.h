@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/data/batches.h"
@@ -55,9 +56,18 @@ struct Stage2Model {
 Stage2Model stage2_model_of(models::HedgeMambaStudent student);  // every parameter trainable
 Stage2Model stage2_model_of(models::HedgehogLM model);           // every parameter trainable
 
+// λ_ce, λ_kd, λ_align and τ of L₂ as the step reads them at every call: a run shares one with its step
+// function and edits it between steps (live knobs).
+struct Stage2Weights {
+  double ce_weight = 1.0, kd_weight = 1.0, align_weight = 0.0, kd_temperature = 1.0;
+  static Stage2Weights of(const Stage2Config& stage2);
+};
+
 // L₂ (§4) on the next batch of `cursor`: λ_ce · CE + λ_kd · τ²-KL to the teacher (or to `kd_stage1` when
-// given) [+ λ_align/L · per-layer cosine alignment].
+// given) [+ λ_align/L · per-layer cosine alignment]. The weights are read from `weights` at every step when
+// given, else fixed to the recipe's.
 StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM teacher, Stage2Model model,
-                         const models::HedgehogLM* kd_stage1, data::BatchCursor& cursor);
+                         const models::HedgehogLM* kd_stage1, data::BatchCursor& cursor,
+                         std::shared_ptr<const Stage2Weights> weights = nullptr);
 
 }  // namespace hedgelab::distill

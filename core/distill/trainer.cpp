@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <limits>
@@ -487,6 +488,13 @@ void Trainer::load(const NamedTensors& in) {
   }
   set_state(step >= config_.total_steps ? RunState::Finished : RunState::Idle,
             "state loaded at step " + std::to_string(step));
+}
+
+void Trainer::set_peak_lr(double peak) {
+  if (!(peak > 0 && std::isfinite(peak))) throw Error("schedule.peak_lr", "expected a number > 0");
+  auto& s = config_.schedule;
+  s.min_lr = std::min(peak, s.min_lr * (peak / s.peak_lr));
+  s.peak_lr = peak;
 }
 
 nlohmann::json Trainer::state_json() const {

@@ -98,6 +98,9 @@ class Trainer {
   bool stopped_early() const { return stopped_early_.load(); }  // Finished by stop(), not by the last step
   std::string last_error() const;  // why the last Paused/Failed happened; empty otherwise
   double lr_at(int64_t step) const { return config_.schedule.at(step); }
+  // A new peak of the schedule from the next step on (a live knob): min_lr scales with it, so the warmup and
+  // cosine keep their shape. Between steps only; Error unless `peak` is a finite number > 0.
+  void set_peak_lr(double peak);
   const TrainerConfig& config() const { return config_; }
   const NamedTensors& parameters() const { return params_; }
 

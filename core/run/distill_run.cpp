@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "core/common/error.h"
@@ -64,20 +65,107 @@ DistillRun::DistillRun(distill::RecipeConfig recipe, models::GptNeoXForCausalLM 
       observer_(observer),
       name_(std::move(name)) {
   final_windows_ = distill::prepare_run(recipe_, teacher_, corpus_, kFinalEvalWindows);  // [N, T+1]
-  const int64_t T = recipe_.data.context;
-  if (recipe_.data.probe_every > 0) {
-    if (probe.ids.empty()) throw Error(recipe_.name + ": data.probe_text", "tokenizes to no tokens");
-    const int64_t limit = teacher_->config().max_position_embeddings;
-    if (static_cast<int64_t>(probe.ids.size()) > limit) {
-      probe.ids.resize(static_cast<size_t>(limit));
-      probe.pieces.resize(static_cast<size_t>(limit));
-    }
-    at::Tensor ids = at::tensor(probe.ids, at::kLong).unsqueeze(0);  // [1, Tp]
-    const int64_t n_align = std::min<int64_t>(kAlignWindows, final_windows_.size(0));
-    at::Tensor align = final_windows_.narrow(0, 0, n_align).narrow(1, 0, T);  // [n, T]
-    prober_ = std::make_unique<distill::Prober>(teacher_, ids, probe.pieces, align);
+  const int64_t limit = teacher_->config().max_position_embeddings;
+  if (static_cast<int64_t>(probe.ids.size()) > limit) {
+    probe.ids.resize(static_cast<size_t>(limit));
+    probe.pieces.resize(static_cast<size_t>(limit));
+  }
+  probe_ = std::move(probe);
+  probe_every_ = recipe_.data.probe_every;
+  stage2_weights_ = std::make_shared<distill::Stage2Weights>(distill::Stage2Weights::of(recipe_.stage2));
+  if (probe_every_ > 0) {
+    if (probe_.ids.empty()) throw Error(recipe_.name + ": data.probe_text", "tokenizes to no tokens");
+    ensure_prober();
   }
   summary_.run = name_;
+}
+
+void DistillRun::ensure_prober() {
+  if (prober_ || probe_.ids.empty()) return;
+  const int64_t T = recipe_.data.context;
+  at::Tensor ids = at::tensor(probe_.ids, at::kLong).unsqueeze(0);  // [1, Tp]
+  const int64_t n_align = std::min<int64_t>(kAlignWindows, final_windows_.size(0));
+  at::Tensor align = final_windows_.narrow(0, 0, n_align).narrow(1, 0, T);  // [n, T]
+  prober_ = std::make_unique<distill::Prober>(teacher_, ids, probe_.pieces, align);
+}
+
+void DistillRun::request_knobs(const snapshot::KnobEdit& edit) {
+  const std::string where = name_ + ": knob ";
+  auto positive = [&](const std::optional<double>& v, const char* field) {
+    if (v && !(*v > 0 && std::isfinite(*v))) throw Error(where + field, "expected a number > 0");
+  };
+  auto non_negative = [&](const std::optional<double>& v, const char* field) {
+    if (v && !(*v >= 0 && std::isfinite(*v))) throw Error(where + field, "expected a number >= 0");
+  };
+  positive(edit.lr, "lr");
+  non_negative(edit.ce_weight, "ce_weight");
+  non_negative(edit.kd_weight, "kd_weight");
+  non_negative(edit.align_weight, "align_weight");
+  positive(edit.kd_temperature, "kd_temperature");
+  if (edit.probe_every && *edit.probe_every < 0)
+    throw Error(where + "probe_every", "expected an integer >= 0");
+  if (edit.probe_every && *edit.probe_every > 0 && probe_.ids.empty())
+    throw Error(where + "probe_every", "this run has no probe text");
+  std::lock_guard<std::mutex> lock(knob_mutex_);
+  auto merge = [](auto& into, const auto& from) {
+    if (from) into = from;
+  };
+  merge(pending_knobs_.lr, edit.lr);
+  merge(pending_knobs_.ce_weight, edit.ce_weight);
+  merge(pending_knobs_.kd_weight, edit.kd_weight);
+  merge(pending_knobs_.align_weight, edit.align_weight);
+  merge(pending_knobs_.kd_temperature, edit.kd_temperature);
+  merge(pending_knobs_.probe_every, edit.probe_every);
+}
+
+snapshot::KnobEdit DistillRun::knob_values() const {
+  std::lock_guard<std::mutex> lock(knob_mutex_);
+  snapshot::KnobEdit k;
+  if (phase_ == Phase::Stage1)
+    k.lr = stage1_peak_lr_ ? *stage1_peak_lr_ : recipe_.stage1_schedule().peak_lr;
+  else
+    k.lr = stage2_peak_lr_ ? *stage2_peak_lr_ : recipe_.stage2_schedule().peak_lr;
+  k.ce_weight = stage2_weights_->ce_weight;
+  k.kd_weight = stage2_weights_->kd_weight;
+  k.align_weight = stage2_weights_->align_weight;
+  k.kd_temperature = stage2_weights_->kd_temperature;
+  k.probe_every = probe_every_;
+  return k;
+}
+
+void DistillRun::apply_knobs(const snapshot::KnobEdit& e) {
+  std::lock_guard<std::mutex> lock(knob_mutex_);
+  if (e.lr) {
+    (phase_ == Phase::Stage1 ? stage1_peak_lr_ : stage2_peak_lr_) = *e.lr;
+    applied_knobs_[phase_ == Phase::Stage1 ? "stage1_lr" : "stage2_lr"] = *e.lr;
+    if (trainer_ && phase_ != Phase::Done) trainer_->set_peak_lr(*e.lr);
+  }
+  auto weight = [&](const std::optional<double>& v, double& into, const char* key) {
+    if (!v) return;
+    into = *v;
+    applied_knobs_[key] = *v;
+  };
+  weight(e.ce_weight, stage2_weights_->ce_weight, "ce_weight");
+  weight(e.kd_weight, stage2_weights_->kd_weight, "kd_weight");
+  weight(e.align_weight, stage2_weights_->align_weight, "align_weight");
+  weight(e.kd_temperature, stage2_weights_->kd_temperature, "kd_temperature");
+  if (e.probe_every) {
+    probe_every_ = *e.probe_every;
+    applied_knobs_["probe_every"] = *e.probe_every;
+  }
+}
+
+void DistillRun::apply_pending_knobs() {
+  snapshot::KnobEdit edit;
+  {
+    std::lock_guard<std::mutex> lock(knob_mutex_);
+    if (pending_knobs_.empty()) return;
+    edit = pending_knobs_;
+    pending_knobs_ = {};
+  }
+  apply_knobs(edit);
+  if (probe_every_ > 0) ensure_prober();
+  if (observer_) observer_->on_knobs(stage(), trainer_ ? trainer_->step() : 0, edit);
 }
 
 DistillRun::~DistillRun() = default;
@@ -170,6 +258,7 @@ void DistillRun::begin_stage1() {
       distill::stage_trainer_config(recipe_.stage1.weight_decay, recipe_.stage1_schedule(),
                                     recipe_.stage1.grad_clip, recipe_.data, steps),
       distill::stage1_step(recipe_, teacher_, stage1_, *cursor_), callbacks("stage1"));
+  if (stage1_peak_lr_) trainer_->set_peak_lr(*stage1_peak_lr_);
 }
 
 void DistillRun::begin_stage2() {
@@ -192,12 +281,14 @@ void DistillRun::begin_stage2() {
       stage2_model_->parameters,
       distill::stage_trainer_config(recipe_.stage2.weight_decay, recipe_.stage2_schedule(),
                                     recipe_.stage2.grad_clip, recipe_.data, steps),
-      distill::stage2_step(recipe_, teacher_, *stage2_model_, kd_from_stage1 ? &stage1_ : nullptr, *cursor_),
+      distill::stage2_step(recipe_, teacher_, *stage2_model_, kd_from_stage1 ? &stage1_ : nullptr, *cursor_,
+                           stage2_weights_),
       callbacks("stage2"));
+  if (stage2_peak_lr_) trainer_->set_peak_lr(*stage2_peak_lr_);
 }
 
 void DistillRun::emit_probe() {
-  if (!prober_ || !observer_ || !trainer_) return;
+  if (!prober_ || probe_every_ <= 0 || !observer_ || !trainer_) return;
   if (phase_ == Phase::Stage1)
     observer_->on_probe(prober_->stage1(stage1_, name_, trainer_->step(), trainer_->tokens_seen()));
   else if (phase_ == Phase::Stage2)
@@ -235,6 +326,10 @@ Checkpoint DistillRun::checkpoint() const {
               {"perplexity", summary_.perplexity},
               {"ratio_to_teacher", summary_.ratio_to_teacher},
               {"seconds", summary_.seconds}}}};
+  {
+    std::lock_guard<std::mutex> lock(knob_mutex_);
+    if (!applied_knobs_.empty()) c.meta["knobs"] = applied_knobs_;  // live edits, kept on resume
+  }
   if (cursor_ && phase_ != Phase::Done) {
     nlohmann::json cj;
     data::to_json(cj, cursor_->state());
@@ -265,6 +360,27 @@ void DistillRun::restore(const Checkpoint& c) {
   std::map<std::string, at::Tensor> by_name;
   for (const auto& [n, t] : c.tensors)
     by_name[n] = t;
+  if (m.contains("knobs")) {
+    // Edits applied before the checkpoint: the trainers begun below take them up.
+    const auto& k = m["knobs"];
+    if (!k.is_object()) throw Error(where + ": meta.knobs", "expected an object");
+    auto number = [&](const char* key) -> std::optional<double> {
+      if (!k.contains(key)) return std::nullopt;
+      if (!k[key].is_number()) throw Error(where + ": meta.knobs." + key, "expected a number");
+      return k[key].get<double>();
+    };
+    snapshot::KnobEdit e;
+    e.ce_weight = number("ce_weight");
+    e.kd_weight = number("kd_weight");
+    e.align_weight = number("align_weight");
+    e.kd_temperature = number("kd_temperature");
+    if (auto v = number("probe_every")) e.probe_every = static_cast<int64_t>(*v);
+    stage1_peak_lr_ = number("stage1_lr");
+    stage2_peak_lr_ = number("stage2_lr");
+    apply_knobs(e);
+    applied_knobs_ = k;
+    if (probe_every_ > 0) ensure_prober();
+  }
 
   auto load_stage1_parameters = [&] {
     stage1_ = distill::make_stage1_model(teacher_, recipe_);
@@ -380,6 +496,7 @@ RunState DistillRun::run(int64_t stop_at_step) {
         set_state(RunState::Paused, "pause requested");
         return state_;
       }
+      apply_pending_knobs();
       const RunState st = trainer_->run_until(trainer_->step() + 1);
       if (st == RunState::Paused || st == RunState::Failed) {
         last_error_ = trainer_->last_error();
@@ -394,7 +511,7 @@ RunState DistillRun::run(int64_t stop_at_step) {
         summary_.stage1_tokens = trainer_->tokens_seen();
       else
         summary_.stage2_tokens = trainer_->tokens_seen();
-      if (recipe_.data.probe_every > 0 && (step % recipe_.data.probe_every == 0 || last)) emit_probe();
+      if (probe_every_ > 0 && (step % probe_every_ == 0 || last)) emit_probe();
       const int64_t every = recipe_.data.checkpoint_every;
       if (every > 0 && step % every == 0 && !last) {
         update_time();

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +58,9 @@ class RunObserver {
   // `why`: "interval", "pause", "stop", "error" or "end".
   virtual void on_checkpoint(const Checkpoint& checkpoint, const std::string& why) {}
   virtual void on_finished(const RunSummary& summary) {}
+  // A live edit (request_knobs) was applied after `step` optimizer steps of `stage`: the fields set in
+  // `applied` hold from step + 1 on.
+  virtual void on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& applied) {}
 };
 
 // The probe text as token ids and their decoded pieces (the tokenizer stays with the caller).
@@ -86,6 +90,15 @@ class DistillRun {
   // Requests, safe from any thread; honoured between steps.
   void pause();
   void stop();
+  // A live edit of the knobs (the inspector's), safe from any thread: merged into the pending edit (later
+  // fields win) and applied before the next step, then reported through on_knobs. `lr` is the new peak of
+  // the current stage's schedule (min_lr scales with it); the loss weights and τ hold for stage 2 (set during
+  // stage 1, they apply when stage 2 begins); probe_every from the next step. Applied edits are kept in
+  // checkpoints, so a resumed run goes on with them. Throws hedgelab::Error naming a field out of range
+  // (lr, τ > 0; weights ≥ 0; probe_every ≥ 0; probes need the probe text) and changes nothing then.
+  void request_knobs(const snapshot::KnobEdit& edit);
+  // The values the knobs hold now (all fields set; lr is the current stage's peak), safe from any thread.
+  snapshot::KnobEdit knob_values() const;
 
   // Between steps only (not while run() is stepping on another thread).
   Checkpoint checkpoint() const;
@@ -109,6 +122,9 @@ class DistillRun {
   void begin_stage2();
   void finish();
   void emit_probe();
+  void apply_pending_knobs();
+  void apply_knobs(const snapshot::KnobEdit& edit);  // on the run's thread, between steps
+  void ensure_prober();
   void emit_checkpoint(const std::string& why);
   void set_state(RunState to, const std::string& reason);
   double heldout_perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of,
@@ -121,8 +137,9 @@ class DistillRun {
   const data::TokenCorpus& corpus_;
   RunObserver* observer_ = nullptr;
   std::string name_;
-  std::unique_ptr<distill::Prober> prober_;  // null when probe_every is 0
-  at::Tensor final_windows_;                 // [N, T+1]
+  std::unique_ptr<distill::Prober> prober_;  // made when probes are first needed
+  ProbeText probe_;
+  at::Tensor final_windows_;  // [N, T+1]
 
   Phase phase_ = Phase::Stage1;
   models::HedgehogLM stage1_{nullptr};
@@ -139,6 +156,14 @@ class DistillRun {
   double seconds_before_ = 0.0;  // wall time of earlier sessions of this run (restored)
   std::chrono::steady_clock::time_point started_;
   std::string last_error_;
+
+  // Live knobs: what request_knobs() left for the next step, and what has been applied (checkpointed).
+  mutable std::mutex knob_mutex_;  // guards pending_knobs_ and the values knob_values() reads
+  snapshot::KnobEdit pending_knobs_;
+  std::shared_ptr<distill::Stage2Weights> stage2_weights_;  // read by stage 2's step function
+  int64_t probe_every_ = 0;
+  std::optional<double> stage1_peak_lr_, stage2_peak_lr_;    // edited peaks; unset = the recipe's
+  nlohmann::json applied_knobs_ = nlohmann::json::object();  // checkpoint meta "knobs"
 };
 
 }  // namespace hedgelab::run
@@ -184,6 +209,10 @@ class ObserverList : public RunObserver {
   void on_finished(const RunSummary& summary) override {
     for (auto* o : observers_)
       o->on_finished(summary);
+  }
+  void on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& applied) override {
+    for (auto* o : observers_)
+      o->on_knobs(stage, step, applied);
   }
 
  private:

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,22 @@ struct RunSummary {
   int64_t steps = 0;
   double seconds = 0.0;
   bool stopped_early = false;
+};
+
+// Live edits of a training run (the inspector's knobs): each set field replaces the recipe's value from the
+// next step on; unset fields stay as they are. The run applies an edit between steps and reports it back
+// (RunObserver::on_knobs) so sessions record it as a "knob" event.
+struct KnobEdit {
+  std::optional<double> lr;              // peak learning rate of the current stage's schedule
+  std::optional<double> ce_weight;       // λ_ce (stage 2)
+  std::optional<double> kd_weight;       // λ_kd (stage 2)
+  std::optional<double> align_weight;    // λ_align (stage 2)
+  std::optional<double> kd_temperature;  // τ (stage 2)
+  std::optional<int64_t> probe_every;    // steps between probe snapshots; 0 = none
+
+  bool empty() const {
+    return !lr && !ce_weight && !kd_weight && !align_weight && !kd_temperature && !probe_every;
+  }
 };
 
 }  // namespace hedgelab::snapshot

@@ -5,6 +5,7 @@
 #include <QApplication>
 #include <QSignalSpy>
 #include <QTest>
+#include <QWheelEvent>
 #include <cmath>
 #include <set>
 
@@ -82,6 +83,8 @@ class TestInspector : public QObject {
     view.set_snapshot(synthetic());
     const QImage frame = view.render_frame();
     const qreal dpr = view.devicePixelRatioF();
+    if (qEnvironmentVariableIsSet("HEDGELAB_EXPECT_DPR"))  // the HiDPI registration of this suite
+      QCOMPARE(dpr, qEnvironmentVariable("HEDGELAB_EXPECT_DPR").toDouble());
     QCOMPARE(frame.size(), QSize(qRound(700 * dpr), qRound(500 * dpr)));
     QVERIFY(view.frames() > 0);
     QVERIFY2(distinct_colors(frame) > 20, "the frame looks blank");
@@ -173,6 +176,25 @@ class TestInspector : public QObject {
     QTest::keyClick(&view, Qt::Key_Return);
     pump(view);
     QCOMPARE(spy.count(), 2);
+  }
+
+  void the_wheel_scrolls_the_grid() {
+    InspectorView view;
+    view.resize(400, 160);  // shorter than the grid and the knobs: the window scrolls
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    view.set_snapshot(synthetic());
+    view.render_frame();
+    const QRectF before = view.cell_rect(InspectorFigure::RowKl, 2, 0);
+    const QPointF at(200, 80);
+    QWheelEvent wheel(at, view.mapToGlobal(at), QPoint(), QPoint(0, -240), Qt::NoButton, Qt::NoModifier,
+                      Qt::NoScrollPhase, false);
+    QApplication::sendEvent(&view, &wheel);
+    pump(view);
+    const QRectF after = view.cell_rect(InspectorFigure::RowKl, 2, 0);
+    QVERIFY2(after.top() < before.top() - 10,
+             qPrintable(QString("%1 → %2").arg(before.top()).arg(after.top())));
+    QCOMPARE(after.left(), before.left());
   }
 
   void repaints_on_a_timer_only_while_visible() {

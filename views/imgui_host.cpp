@@ -239,6 +239,8 @@ void ImGuiHost::feed_input() {
         io.MouseDown[e.index] = e.down;
         break;
       case Input::Wheel:
+        io.MousePos =
+            ImVec2(static_cast<float>(e.pos.x()), static_cast<float>(e.pos.y()));  // what it scrolls
         io.MouseWheel += e.wheel_y;
         io.MouseWheelH += e.wheel_x;
         break;
@@ -302,6 +304,7 @@ void ImGuiHost::mouseReleaseEvent(QMouseEvent* event) {
 void ImGuiHost::wheelEvent(QWheelEvent* event) {
   Input in;
   in.kind = Input::Wheel;
+  in.pos = event->position();
   in.wheel_x = static_cast<float>(event->angleDelta().x() / 120.0);
   in.wheel_y = static_cast<float>(event->angleDelta().y() / 120.0);
   in.modifiers = event->modifiers();

@@ -121,10 +121,8 @@ void DistillRun::request_knobs(const snapshot::KnobEdit& edit) {
 snapshot::KnobEdit DistillRun::knob_values() const {
   std::lock_guard<std::mutex> lock(knob_mutex_);
   snapshot::KnobEdit k;
-  if (phase_ == Phase::Stage1)
-    k.lr = stage1_peak_lr_ ? *stage1_peak_lr_ : recipe_.stage1_schedule().peak_lr;
-  else
-    k.lr = stage2_peak_lr_ ? *stage2_peak_lr_ : recipe_.stage2_schedule().peak_lr;
+  k.lr = in_stage2_ ? stage2_peak_lr_.value_or(recipe_.stage2_schedule().peak_lr)
+                    : stage1_peak_lr_.value_or(recipe_.stage1_schedule().peak_lr);
   k.ce_weight = stage2_weights_->ce_weight;
   k.kd_weight = stage2_weights_->kd_weight;
   k.align_weight = stage2_weights_->align_weight;
@@ -263,6 +261,10 @@ void DistillRun::begin_stage1() {
 
 void DistillRun::begin_stage2() {
   phase_ = Phase::Stage2;
+  {
+    std::lock_guard<std::mutex> lock(knob_mutex_);
+    in_stage2_ = true;  // knob_values() reads this, not phase_, from other threads
+  }
   if (!stage1_) stage1_ = distill::make_stage1_model(teacher_, recipe_);
   if (!student_)
     student_ = models::HedgeMambaStudentImpl::from_stage1(stage1_, distill::mixer_options(recipe_));
@@ -409,6 +411,7 @@ void DistillRun::restore(const Checkpoint& c) {
       p.value().copy_(it->second);
     }
     phase_ = Phase::Done;
+    in_stage2_ = true;
   } else {
     throw Error(where + ": stage", "expected stage1, stage2 or done");
   }

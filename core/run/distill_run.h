@@ -162,6 +162,7 @@ class DistillRun {
   snapshot::KnobEdit pending_knobs_;
   std::shared_ptr<distill::Stage2Weights> stage2_weights_;  // read by stage 2's step function
   int64_t probe_every_ = 0;
+  bool in_stage2_ = false;                                   // which stage's peak knob_values() reports
   std::optional<double> stage1_peak_lr_, stage2_peak_lr_;    // edited peaks; unset = the recipe's
   nlohmann::json applied_knobs_ = nlohmann::json::object();  // checkpoint meta "knobs"
 };

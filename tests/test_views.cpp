@@ -292,34 +292,45 @@ class TestViews : public QObject {
     QVERIFY(view.showing_internals());
     view.set_selection(1, 2);
     const auto& m = s->mixers[1];
+    // Only the current tab (Δ, α, ‖S_t‖) is drawn; the gate map waits until its tab is shown.
+    QVERIFY(std::isnan(view.gate_map()->heatmap_value(0, 0)));
+    view.show_tab(MambaView::kGateTab);
     for (int t = 0; t < kTp; ++t)
       for (int c = 0; c < 8; ++c)
         QVERIFY(near(view.gate_map()->heatmap_value(t, c), m.gate.at(t, c)));
+    view.show_tab(MambaView::kStateTab);
     for (int n = 0; n < 8; ++n)
       for (int p = 0; p < 4; ++p)
         QVERIFY(near(view.final_state_plot()->heatmap_value(n, p), m.final_state[2].at(n, p)));
     view.set_conv(1);
     QVERIFY(near(view.conv_plot()->heatmap_value(5, 3), m.conv_k.at(5, 3)));
     // The implied attention beside the teacher's map, rows renormalised, on the same scale.
+    view.show_tab(MambaView::kAttentionTab);
     const auto implied = row_normalised(s->head(1, 2).student);
     for (int i = 0; i < kTp; ++i)
       for (int j = 0; j <= i; ++j) {
         QVERIFY(near(view.teacher_plot()->heatmap_value(i, j), s->head(1, 2).teacher.at(i, j)));
         QVERIFY(near(view.implied_plot()->heatmap_value(i, j), implied.at(i, j)));
       }
+    // A new snapshot: the export draws every tab first (the time tab is not the current one now).
+    auto next = synthetic(true);
+    next->mixers[1].delta.at(1, 3) = 7.0f;
+    view.set_snapshot(next);
     testing::TempDir dir;
     QString error;
     const QString base = QString::fromStdString(dir.path().string()) + "/";
     QVERIFY2(view.export_all(base, "svg", &error), qPrintable(error));
+    const auto& mn = next->mixers[1];
     // Δ of head 1 over t, and the gate histogram counting every gate value.
     const auto delta = csv_series(base + "mamba_delta.csv", "head 1");
     QCOMPARE(delta.size(), size_t(kTp));
     for (int t = 0; t < kTp; ++t)
-      QVERIFY(near(delta[t].second, m.delta.at(1, t), 1e-6));
+      QVERIFY(near(delta[t].second, mn.delta.at(1, t), 1e-6));
+    QVERIFY(near(delta[3].second, 7.0));
     double counted = 0;
     for (const auto& [x, n] : csv_series(base + "mamba_gate_histogram.csv", "count"))
       counted += n;
-    QCOMPARE(counted, double(m.gate.values.size()));
+    QCOMPARE(counted, double(mn.gate.values.size()));
     QVERIFY(QFile(base + "mamba_implied_attention.svg").size() > 1000);
   }
 

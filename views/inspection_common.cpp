@@ -73,10 +73,10 @@ bool NamedPlots::export_all(const QString& dir, const QString& format, QString* 
   return true;
 }
 
-QWidget* make_export_button(QWidget* parent, const NamedPlots* plots) {
+QWidget* make_export_button(QWidget* parent, const NamedPlots* plots, std::function<void()> prepare) {
   auto* button = new QPushButton(QObject::tr("Export…"), parent);
   button->setToolTip(QObject::tr("Every plot of this view as PNG, SVG or PDF, and its data as CSV"));
-  QObject::connect(button, &QPushButton::clicked, parent, [parent, plots] {
+  QObject::connect(button, &QPushButton::clicked, parent, [parent, plots, prepare] {
     const QString dir = QFileDialog::getExistingDirectory(parent, QObject::tr("Export into folder"));
     if (dir.isEmpty()) return;
     QDialog ask(parent);
@@ -90,6 +90,7 @@ QWidget* make_export_button(QWidget* parent, const NamedPlots* plots) {
     QObject::connect(buttons, &QDialogButtonBox::accepted, &ask, &QDialog::accept);
     QObject::connect(buttons, &QDialogButtonBox::rejected, &ask, &QDialog::reject);
     if (ask.exec() != QDialog::Accepted) return;
+    if (prepare) prepare();
     QString error;
     if (!plots->export_all(dir, format->currentText(), &error))
       QMessageBox::warning(parent, QObject::tr("Export failed"), error);

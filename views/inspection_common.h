@@ -8,6 +8,7 @@
 #include <QStringList>
 #include <QVector>
 #include <QWidget>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -50,8 +51,9 @@ struct NamedPlots {
   bool export_all(const QString& dir, const QString& format, QString* error = nullptr) const;
 };
 
-// A push button "Export…" that asks for a folder and a format and calls plots.export_all.
-QWidget* make_export_button(QWidget* parent, const NamedPlots* plots);
+// A push button "Export…" that asks for a folder and a format, calls `prepare` (e.g. draw hidden tabs), then
+// plots.export_all.
+QWidget* make_export_button(QWidget* parent, const NamedPlots* plots, std::function<void()> prepare = {});
 
 // The snapshot's tokens as axis labels (whitespace made visible: "␣", "↵").
 QStringList token_labels(const snapshot::ProbeSnapshot& s);

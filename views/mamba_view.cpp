@@ -33,7 +33,7 @@ MambaView::MambaView(QWidget* parent) : QWidget(parent) {
   picker_->row()->addWidget(new QLabel(tr("Conv taps"), this));
   picker_->row()->addWidget(conv_which_);
   picker_->row()->addStretch(1);
-  picker_->row()->addWidget(make_export_button(this, &plots_));
+  picker_->row()->addWidget(make_export_button(this, &plots_, [this] { draw_all_tabs(); }));
   layout->addWidget(picker_);
   caption_ = new QLabel(this);
   caption_->setWordWrap(true);
@@ -43,7 +43,8 @@ MambaView::MambaView(QWidget* parent) : QWidget(parent) {
   note_->setAlignment(Qt::AlignCenter);
   note_->setWordWrap(true);
   stack_->addWidget(note_);
-  auto* tabs = new QTabWidget(stack_);
+  tabs_ = new QTabWidget(stack_);
+  auto* tabs = tabs_;
   stack_->addWidget(tabs);
   layout->addWidget(stack_, 1);
 
@@ -143,6 +144,8 @@ MambaView::MambaView(QWidget* parent) : QWidget(parent) {
     Q_EMIT selection_changed(l, h);
   });
   connect(conv_which_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { redraw(); });
+  // Hidden tabs are drawn when they are shown (a replot costs the same visible or not).
+  connect(tabs_, &QTabWidget::currentChanged, this, [this](int tab) { draw_tab(tab); });
   redraw();
 }
 
@@ -193,6 +196,87 @@ void MambaView::set_head_curves(PlotCanvas* plot, std::vector<int>& ids, const s
   plot->replot();
 }
 
+void MambaView::draw_all_tabs() {
+  for (int tab = 0; tab < kTabs; ++tab)
+    draw_tab(tab);
+}
+
+void MambaView::show_tab(int tab) {
+  tabs_->setCurrentIndex(std::clamp(tab, 0, kTabs - 1));
+  draw_tab(tabs_->currentIndex());  // also when it was current already
+}
+
+void MambaView::draw_tab(int tab) {
+  const auto& s = snapshot_;
+  if (tab < 0 || tab >= kTabs || !stale_[static_cast<size_t>(tab)] || !s || s->mixers.empty()) return;
+  stale_[static_cast<size_t>(tab)] = false;
+  const int l = std::min<int>(picker_->layer(), static_cast<int>(s->mixers.size()) - 1), h = picker_->head();
+  const auto& m = s->mixers[static_cast<size_t>(l)];
+  const QStringList tokens = token_labels(*s);
+  auto symmetric = [](const snapshot::Grid& g) {
+    double a = 1e-9;
+    for (float v : g.values)
+      if (std::isfinite(v)) a = std::max(a, static_cast<double>(std::abs(v)));
+    return a;
+  };
+  if (tab == kTimeTab) {
+    set_head_curves(delta_, delta_curves_, m.delta);
+    set_head_curves(alpha_, alpha_curves_, m.alpha);
+    set_head_curves(norm_, norm_curves_, m.state_norm);
+  } else if (tab == kGateTab) {
+    if (!m.gate.empty()) {
+      double lo = 0.0, hi = 0.0;
+      for (float v : m.gate.values)
+        if (std::isfinite(v)) {
+          lo = std::min(lo, static_cast<double>(v));
+          hi = std::max(hi, static_cast<double>(v));
+        }
+      hi = std::max(hi, lo + 1e-6);
+      gate_->set_heatmap(m.gate, lo, hi, ColorScale::Sequential, {}, tokens);
+      const auto [centres, counts] = histogram(m.gate.values, kGateBins, lo, hi);
+      gate_hist_->set_bar_data(hist_bars_, centres, counts);
+      gate_hist_->set_x_range(lo, hi);
+      gate_hist_->set_y_range(0, std::max(1.0, *std::max_element(counts.begin(), counts.end()) * 1.05));
+      gate_hist_->set_title(tr("Gate values (%1 = t × channel)").arg(m.gate.values.size()));
+    } else {
+      gate_->clear_heatmap();
+      gate_->set_title(tr("This mixer has no gate"));
+      gate_hist_->set_bar_data(hist_bars_, {}, {});
+    }
+    gate_->replot();
+    gate_hist_->replot();
+  } else if (tab == kStateTab) {
+    if (h < static_cast<int>(m.final_state.size()) && !m.final_state[static_cast<size_t>(h)].empty()) {
+      const auto& st = m.final_state[static_cast<size_t>(h)];
+      const double a = symmetric(st);
+      final_->set_heatmap(st, -a, a, ColorScale::Diverging);
+      final_->set_title(tr("Final state S_T, head %1").arg(h));
+    } else {
+      final_->clear_heatmap();
+    }
+    const snapshot::Grid* conv[3] = {&m.conv_x, &m.conv_k, &m.conv_q};
+    const auto& taps = *conv[conv_which_->currentIndex()];
+    if (!taps.empty()) {
+      const double a = symmetric(taps);
+      conv_->set_heatmap(taps, -a, a, ColorScale::Diverging);
+      conv_->set_title(tr("%1 taps").arg(conv_which_->currentText()));
+    } else {
+      conv_->clear_heatmap();
+      conv_->set_title(tr("This mixer has no convolutions"));
+    }
+    final_->replot();
+    conv_->replot();
+  } else {
+    const auto& att = s->head(l, h);
+    const snapshot::Grid implied = row_normalised(att.student);
+    const double hi = std::max(1e-9, grid_max({&att.teacher, &implied}));
+    teacher_->set_heatmap(att.teacher, 0.0, hi, ColorScale::Sequential, tokens, tokens);
+    implied_->set_heatmap(implied, 0.0, hi, ColorScale::Sequential, tokens, tokens);
+    teacher_->replot();
+    implied_->replot();
+  }
+}
+
 void MambaView::redraw() {
   const auto& s = snapshot_;
   if (!s) {
@@ -211,62 +295,11 @@ void MambaView::redraw() {
     return;
   }
   stack_->setCurrentIndex(1);
+  stale_.fill(true);
+  draw_tab(tabs_->currentIndex());
   const int l = std::min<int>(picker_->layer(), static_cast<int>(s->mixers.size()) - 1), h = picker_->head();
   const auto& m = s->mixers[static_cast<size_t>(l)];
-  set_head_curves(delta_, delta_curves_, m.delta);
-  set_head_curves(alpha_, alpha_curves_, m.alpha);
-  set_head_curves(norm_, norm_curves_, m.state_norm);
-  const QStringList tokens = token_labels(*s);
-  if (!m.gate.empty()) {
-    double lo = 0.0, hi = 0.0;
-    for (float v : m.gate.values)
-      if (std::isfinite(v)) {
-        lo = std::min(lo, static_cast<double>(v));
-        hi = std::max(hi, static_cast<double>(v));
-      }
-    hi = std::max(hi, lo + 1e-6);
-    gate_->set_heatmap(m.gate, lo, hi, ColorScale::Sequential, {}, tokens);
-    const auto [centres, counts] = histogram(m.gate.values, kGateBins, lo, hi);
-    gate_hist_->set_bar_data(hist_bars_, centres, counts);
-    gate_hist_->set_x_range(lo, hi);
-    gate_hist_->set_y_range(0, std::max(1.0, *std::max_element(counts.begin(), counts.end()) * 1.05));
-    gate_hist_->set_title(tr("Gate values (%1 = t × channel)").arg(m.gate.values.size()));
-  } else {
-    gate_->clear_heatmap();
-    gate_->set_title(tr("This mixer has no gate"));
-    gate_hist_->set_bar_data(hist_bars_, {}, {});
-  }
-  auto symmetric = [](const snapshot::Grid& g) {
-    double a = 1e-9;
-    for (float v : g.values)
-      if (std::isfinite(v)) a = std::max(a, static_cast<double>(std::abs(v)));
-    return a;
-  };
-  if (h < static_cast<int>(m.final_state.size()) && !m.final_state[static_cast<size_t>(h)].empty()) {
-    const auto& st = m.final_state[static_cast<size_t>(h)];
-    const double a = symmetric(st);
-    final_->set_heatmap(st, -a, a, ColorScale::Diverging);
-    final_->set_title(tr("Final state S_T, head %1").arg(h));
-  } else {
-    final_->clear_heatmap();
-  }
-  const snapshot::Grid* conv[3] = {&m.conv_x, &m.conv_k, &m.conv_q};
-  const auto& taps = *conv[conv_which_->currentIndex()];
-  if (!taps.empty()) {
-    const double a = symmetric(taps);
-    conv_->set_heatmap(taps, -a, a, ColorScale::Diverging);
-    conv_->set_title(tr("%1 taps").arg(conv_which_->currentText()));
-  } else {
-    conv_->clear_heatmap();
-    conv_->set_title(tr("This mixer has no convolutions"));
-  }
   const auto& att = s->head(l, h);
-  const snapshot::Grid implied = row_normalised(att.student);
-  const double hi = std::max(1e-9, grid_max({&att.teacher, &implied}));
-  teacher_->set_heatmap(att.teacher, 0.0, hi, ColorScale::Sequential, tokens, tokens);
-  implied_->set_heatmap(implied, 0.0, hi, ColorScale::Sequential, tokens, tokens);
-  for (auto* p : {gate_, gate_hist_, final_, conv_, teacher_, implied_})
-    p->replot();
   double mean_alpha = 0.0;
   for (float v : m.alpha.values)
     mean_alpha += v;

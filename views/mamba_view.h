@@ -6,6 +6,7 @@
 #pragma once
 
 #include <QWidget>
+#include <array>
 #include <memory>
 
 #include "core/snapshot/probe_snapshot.h"
@@ -15,6 +16,7 @@
 class QComboBox;
 class QLabel;
 class QStackedWidget;
+class QTabWidget;
 
 namespace hedgelab::views {
 
@@ -28,6 +30,12 @@ class MambaView : public QWidget {
   void set_selection(int layer, int head);
   int layer() const { return picker_->layer(); }
   int head() const { return picker_->head(); }
+  // The tabs: Δ/α/‖S_t‖, gate, final state and conv taps, implied attention. Only the current tab is drawn
+  // when the snapshot or selection changes; the others when they are shown (show_tab) or before an export.
+  enum Tab { kTimeTab = 0, kGateTab = 1, kStateTab = 2, kAttentionTab = 3 };
+  static constexpr int kTabs = 4;
+  void show_tab(int tab);
+  void draw_all_tabs();
   // Conv taps shown: 0 x, 1 k, 2 q.
   void set_conv(int which);
   // True when the snapshot has mixers (stage 2); else the view shows the note.
@@ -44,7 +52,8 @@ class MambaView : public QWidget {
   PlotCanvas* implied_plot() const { return implied_; }
   PlotCanvas* teacher_plot() const { return teacher_; }
   const NamedPlots& plots() const { return plots_; }
-  bool export_all(const QString& dir, const QString& format, QString* error = nullptr) const {
+  bool export_all(const QString& dir, const QString& format, QString* error = nullptr) {
+    draw_all_tabs();
     return plots_.export_all(dir, format, error);
   }
 
@@ -53,6 +62,7 @@ class MambaView : public QWidget {
 
  private:
   void redraw();
+  void draw_tab(int tab);
   void set_head_curves(PlotCanvas* plot, std::vector<int>& ids, const snapshot::Grid& g);
 
   std::shared_ptr<const snapshot::ProbeSnapshot> snapshot_;
@@ -60,6 +70,8 @@ class MambaView : public QWidget {
   QComboBox* conv_which_ = nullptr;
   QLabel* caption_ = nullptr;
   QStackedWidget* stack_ = nullptr;
+  QTabWidget* tabs_ = nullptr;
+  std::array<bool, kTabs> stale_{};
   QLabel* note_ = nullptr;
   PlotCanvas *delta_ = nullptr, *alpha_ = nullptr, *gate_ = nullptr, *gate_hist_ = nullptr, *norm_ = nullptr,
              *final_ = nullptr, *conv_ = nullptr, *implied_ = nullptr, *teacher_ = nullptr;

@@ -203,14 +203,14 @@ void InspectorView::draw_grid() {
                 "FR");
   for (int f = 2; f < kInspectorFigures; ++f)
     for (int h = 0; h < H; ++h) {
-      char buf[8];
+      char buf[16];
       std::snprintf(buf, sizeof buf, "%d", h);
       draw->AddText(ImVec2(block_x[f] + h * kCell + 3, origin.y + header_h * 0.5f),
                     ImGui::GetColorU32(ImGuiCol_TextDisabled), buf);
     }
   const float top = origin.y + header_h;
   for (int l = 0; l < L; ++l) {
-    char buf[8];
+    char buf[16];
     std::snprintf(buf, sizeof buf, "L%d", l);
     draw->AddText(ImVec2(origin.x, top + l * kCell + 2), ImGui::GetColorU32(ImGuiCol_Text), buf);
   }

@@ -197,6 +197,22 @@ class TestInspector : public QObject {
     QCOMPARE(after.left(), before.left());
   }
 
+  void the_font_scale_enlarges_the_text() {
+    InspectorView view;
+    view.resize(700, 500);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    view.set_snapshot(synthetic());
+    view.render_frame();
+    const QRectF normal = view.cell_rect(InspectorFigure::Spearman, 0, 0);
+    const QRectF field = view.knob_rect("lr");
+    view.set_font_scale(2.0f);  // teaching mode
+    view.render_frame();
+    // Two header lines of twice the height push the grid down; the knob field grows with its text.
+    QVERIFY(view.cell_rect(InspectorFigure::Spearman, 0, 0).top() > normal.top() + 10);
+    QVERIFY(view.knob_rect("lr").height() > field.height() * 1.5);
+  }
+
   void repaints_on_a_timer_only_while_visible() {
     InspectorView view;
     view.set_frame_interval(10);

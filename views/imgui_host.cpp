@@ -11,6 +11,7 @@
 #include <QOpenGLContext>
 #include <QOpenGLFunctions>
 #include <QWheelEvent>
+#include <algorithm>
 #include <cfloat>
 
 namespace hedgelab::views {
@@ -138,6 +139,11 @@ void ImGuiHost::set_frame_interval(int ms) {
   if (interval_ms_ > 0 && isVisible()) timer_.start(interval_ms_);
 }
 
+void ImGuiHost::set_font_scale(float scale) {
+  font_scale_ = std::clamp(scale, 0.5f, 4.0f);
+  update();
+}
+
 void ImGuiHost::showEvent(QShowEvent* event) {
   QOpenGLWidget::showEvent(event);
   if (interval_ms_ > 0) timer_.start(interval_ms_);
@@ -157,7 +163,6 @@ void ImGuiHost::initializeGL() {
   ImFontConfig font;
   font.SizePixels = 13.0f * dpr;
   io.Fonts->AddFontDefault(&font);
-  io.FontGlobalScale = 1.0f / dpr;
   if (gl_ready_) ImGui_ImplOpenGL3_Shutdown();  // a new GL context (the widget was re-parented)
   const bool es = QOpenGLContext::currentContext()->isOpenGLES();
   gl_ready_ = ImGui_ImplOpenGL3_Init(es ? "#version 300 es" : "#version 130");
@@ -189,7 +194,8 @@ void ImGuiHost::paintGL() {
   const float dpr = static_cast<float>(devicePixelRatioF());
   io.DisplaySize = ImVec2(static_cast<float>(width()), static_cast<float>(height()));
   io.DisplayFramebufferScale = ImVec2(dpr, dpr);
-  static QElapsedTimer since_last;  // shared by hosts: only the delta matters
+  io.FontGlobalScale = font_scale_ / dpr;  // the atlas is rasterised at the device's density
+  static QElapsedTimer since_last;         // shared by hosts: only the delta matters
   const double dt = since_last.isValid() ? since_last.restart() / 1000.0 : 1.0 / 60.0;
   if (!since_last.isValid()) since_last.start();
   io.DeltaTime = static_cast<float>(std::max(dt, 1e-4));

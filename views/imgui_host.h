@@ -37,6 +37,11 @@ class ImGuiHost : public QOpenGLWidget {
   void set_frame_interval(int ms);
   int frame_interval() const { return interval_ms_; }
 
+  // Text size relative to ImGui's 13-pixel default (teaching mode: the app's font scale); from the next
+  // frame.
+  void set_font_scale(float scale);
+  float font_scale() const { return font_scale_; }
+
   // Frames drawn so far and the CPU time of the last one (ImGui frame and GL submission), for benchmarks.
   int64_t frames() const { return frames_; }
   double last_frame_ms() const { return last_frame_ms_; }
@@ -90,6 +95,7 @@ class ImGuiHost : public QOpenGLWidget {
   std::function<void()> draw_;
   QTimer timer_;
   int interval_ms_ = 33;
+  float font_scale_ = 1.0f;
   std::deque<Input> queue_;
   int64_t frames_ = 0;
   double last_frame_ms_ = 0.0;

@@ -2,7 +2,10 @@
 // (QSignalSpy on the controller), pause takes effect between steps, stop leaves a resumable session, random
 // sequences of start/pause/resume/stop/close end without deadlock or crash, the views receive the data, an
 // opened session fills the plots, and invalid recipe fields are refused with a message.
+#include <QFile>
 #include <QLineEdit>
+#include <QListWidget>
+#include <QTableWidget>
 #include <QPushButton>
 #include <QRandomGenerator>
 #include <QSignalSpy>
@@ -15,6 +18,7 @@
 #include "views/alignment_view.h"
 #include "views/comparison_view.h"
 #include "views/loss_curves_view.h"
+#include <QFileInfo>
 
 using namespace hedgelab;
 using namespace hedgelab::testing;
@@ -127,8 +131,95 @@ class TestGuiRun : public QObject {
     QVERIFY2(error.contains("not-a-session.h5"), qPrintable(error));
     QCOMPARE(w.document_count(), 1);
     // Two sessions compared: overlay curves and a recipe diff naming the differing field.
-    QVERIFY(w.open_session(path, &error));
+    QString other;
+    {
+      gui::MainWindow w2(options());
+      set_tiny_recipe(w2.run_panel(), corpus_, 2, 3);
+      w2.run_panel().set_field("stage2.kd_temperature", "3");
+      QVERIFY(w2.start_run());
+      QVERIFY(wait_until([&] { return w2.controller().state() == UiRunState::Finished; }, 120000));
+      other = w2.controller().info().session_path;
+    }
+    QVERIFY(w.open_session(other, &error));
     QCOMPARE(w.document_count(), 2);
+    auto* list = w.findChild<QListWidget*>("sessions_list");
+    QVERIFY(list && list->count() == 2);
+    list->item(0)->setCheckState(Qt::Checked);
+    list->item(1)->setCheckState(Qt::Checked);
+    w.refresh_views(true);
+    auto* diff = w.comparison_view()->recipe_diff_table();
+    QStringList fields;
+    for (int r = 0; r < diff->rowCount(); ++r)
+      fields << diff->item(r, 0)->text();
+    QVERIFY2(fields.contains("stage2.kd_temperature"), qPrintable(fields.join(", ")));
+    QVERIFY2(fields.contains("stage1.tokens"), qPrintable(fields.join(", ")));
+    QVERIFY(!fields.contains("data.context"));  // equal in both: not listed
+    QCOMPARE(w.comparison_view()->overlay_plot()->curve_points(0) > 0, true);
+    QCOMPARE(w.comparison_view()->summary_table()->rowCount(), 2);  // each session's own row
+
+    // Plots and tables export: PNG, SVG, PDF and CSV with one row per point (the first session: 6 steps).
+    w.select_document(0);
+    w.refresh_views(true);
+    auto* plot = w.loss_view()->loss_plot();
+    for (const char* ext : {"png", "svg", "pdf"}) {
+      const QString out = QString::fromStdString((tmp_ / (std::string("loss.") + ext)).string());
+      QVERIFY2(plot->export_to(out, &error, 640, 400), qPrintable(error));
+      QVERIFY(QFileInfo(out).size() > 500);
+    }
+    const QString csv = QString::fromStdString((tmp_ / "loss.csv").string());
+    QVERIFY2(plot->export_csv(csv, &error), qPrintable(error));
+    QFile f(csv);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QStringList lines = QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(lines.front(), QString("series,x,y"));
+    QVERIFY(lines.filter("\"total\",").size() == 6);
+    QVERIFY(!plot->export_to(QString::fromStdString((tmp_ / "loss.bmpx").string()), &error));
+    QVERIFY2(error.contains("bmpx"), qPrintable(error));
+    const QString table_csv = QString::fromStdString((tmp_ / "table.csv").string());
+    QVERIFY2(views::export_table_csv(w.comparison_view()->summary_table(), table_csv, &error), qPrintable(error));
+    QVERIFY(QFileInfo(table_csv).size() > 20);
+  }
+
+  void a_knob_edit_reaches_the_run_and_the_session() {
+    // The inspector's knobs_edited goes to RunController::apply_knobs (wired in InspectionDocks); the worker
+    // applies it between steps, reports it back, and the session records a "knob" event.
+    gui::MainWindow w(options());
+    set_tiny_recipe(w.run_panel(), corpus_, 12, 2);
+    QSignalSpy applied(&w.controller(), &gui::RunController::knobs_applied);
+    QVERIFY(w.start_run());
+    QVERIFY(wait_until([&] { return w.controller().data().steps_received() >= 2; }));
+    snapshot::KnobEdit edit;
+    edit.lr = 0.0042;
+    edit.kd_temperature = 3.5;
+    w.controller().apply_knobs(edit);
+    QVERIFY(wait_until([&] { return applied.size() == 1; }));
+    const auto got = applied.at(0).at(2).value<snapshot::KnobEdit>();
+    QVERIFY(got.lr && std::abs(*got.lr - 0.0042) < 1e-12);
+    QVERIFY(got.kd_temperature && *got.kd_temperature == 3.5);
+    const qint64 at = applied.at(0).at(1).toLongLong();
+    // The next step's learning rate follows the new peak's schedule (below or at the peak, above 0).
+    QVERIFY(wait_until([&] { return w.controller().data().steps_received() >= at + 2; }));
+    const auto& lr = w.controller().data().metric("lr");
+    QVERIFY(lr.y.back() <= 0.0042 + 1e-12 && lr.y.back() > 0);
+    // A value out of range is refused with a message naming the field; nothing changes.
+    QSignalSpy problems(&w.controller(), &gui::RunController::problem);
+    snapshot::KnobEdit bad;
+    bad.kd_temperature = -1.0;
+    w.controller().apply_knobs(bad);
+    QVERIFY(wait_until([&] { return problems.size() == 1; }));
+    QVERIFY2(problems.at(0).at(1).toString().contains("kd_temperature") ||
+                 problems.at(0).at(1).toString().contains("τ"),
+             qPrintable(problems.at(0).at(1).toString()));
+    w.controller().stop();
+    QVERIFY(wait_until([&] { return !w.controller().active(); }));
+    auto reader = sessions::SessionReader::open(w.controller().info().session_path.toStdString());
+    int knob_events = 0;
+    for (const auto& e : reader.events())
+      if (e.kind == "knob") {
+        ++knob_events;
+        QVERIFY2(e.detail.dump().find("0.0042") != std::string::npos, e.detail.dump().c_str());
+      }
+    QCOMPARE(knob_events, 1);
   }
 
   void invalid_fields_are_refused() {

@@ -214,6 +214,17 @@ double DistillRun::heldout_perplexity(const std::function<at::Tensor(const at::T
   return models::perplexity(logits_of, final_windows_.narrow(0, 0, n), kEvalBatch).perplexity;
 }
 
+double DistillRun::teacher_eval_perplexity() const {
+  // The teacher never changes: its perplexity on the evaluation windows is the reference line of every
+  // evaluation, computed once.
+  if (teacher_eval_ppl_ <= 0.0) {
+    models::GptNeoXForCausalLM t = teacher_;  // forward() is not const
+    teacher_eval_ppl_ = heldout_perplexity([t](const at::Tensor& ids) mutable { return t->forward(ids).logits; },
+                                           recipe_.data.eval_windows);
+  }
+  return teacher_eval_ppl_;
+}
+
 distill::TrainerCallbacks DistillRun::callbacks(const std::string& stage) {
   distill::TrainerCallbacks cb;
   cb.on_step = [this, stage](const StepReport& r) {
@@ -228,14 +239,16 @@ distill::TrainerCallbacks DistillRun::callbacks(const std::string& stage) {
       return std::vector<std::pair<std::string, double>>{
           {"heldout_perplexity",
            heldout_perplexity([hh](const at::Tensor& ids) mutable { return hh->forward(ids); },
-                              recipe_.data.eval_windows)}};
+                              recipe_.data.eval_windows)},
+          {"teacher_heldout_perplexity", teacher_eval_perplexity()}};
     };
   } else {
     cb.eval = [this](int64_t) {
       stage2_model_->set_training(false);
       const double ppl = heldout_perplexity(stage2_model_->logits, recipe_.data.eval_windows);
       stage2_model_->set_training(true);
-      return std::vector<std::pair<std::string, double>>{{"heldout_perplexity", ppl}};
+      return std::vector<std::pair<std::string, double>>{
+          {"heldout_perplexity", ppl}, {"teacher_heldout_perplexity", teacher_eval_perplexity()}};
     };
   }
   return cb;

@@ -129,6 +129,7 @@ class DistillRun {
   void set_state(RunState to, const std::string& reason);
   double heldout_perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of,
                             int64_t max_windows) const;
+  double teacher_eval_perplexity() const;  // the teacher's on the evaluation windows (cached)
   distill::Trainer& trainer() const;
   distill::TrainerCallbacks callbacks(const std::string& stage);
 
@@ -153,6 +154,7 @@ class DistillRun {
   std::atomic<bool> pause_requested_{false}, stop_requested_{false};
   RunSummary summary_;
   double teacher_ppl_ = 0.0;
+  mutable double teacher_eval_ppl_ = 0.0;
   double seconds_before_ = 0.0;  // wall time of earlier sessions of this run (restored)
   std::chrono::steady_clock::time_point started_;
   std::string last_error_;

@@ -1,12 +1,16 @@
 #include "core/ops/linear_attention.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/ops/chunking.h"
+#include "core/ops/hedge_mamba_scan.h"
 
 namespace hedgelab::ops {
 
 namespace {
+
+std::atomic<LinearAttentionFn> g_fused_linear_attention{nullptr};
 
 void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v) {
   TORCH_CHECK(phi_q.dim() == 4 && phi_k.dim() == 4 && v.dim() == 4, fn,
@@ -50,6 +54,8 @@ at::Tensor linear_attention_chunked(const at::Tensor& phi_q, const at::Tensor& p
   TORCH_CHECK(chunk > 0, "linear_attention_chunked: chunk must be positive, got ", chunk);
   const int64_t B = phi_q.size(0), H = phi_q.size(1), T = phi_q.size(2), N = phi_q.size(3), P = v.size(3);
   if (initial) check_state("linear_attention_chunked", *initial, B, H, N, P);
+  const LinearAttentionFn fused = g_fused_linear_attention.load();
+  if (fused && v.is_cuda() && !use_reference_scan()) return fused(phi_q, phi_k, v, eps, initial, final_state);
 
   if (T == 0) {
     if (final_state) *final_state = initial ? *initial : linear_attention_zero_state(B, H, N, P, v.options());
@@ -121,6 +127,13 @@ LinearAttentionStep linear_attention_recurrent_step(const LinearAttentionState& 
   const at::Tensor den = (phi_q_t * out.state.z).sum(-1, /*keepdim=*/true);           // [B, H, 1]
   out.y = num / (den + eps);                                                          // [B, H, P]
   return out;
+}
+
+void register_fused_linear_attention(LinearAttentionFn fn) {
+  g_fused_linear_attention.store(fn);
+}
+LinearAttentionFn registered_fused_linear_attention() {
+  return g_fused_linear_attention.load();
 }
 
 }  // namespace hedgelab::ops

@@ -45,4 +45,16 @@ LinearAttentionStep linear_attention_recurrent_step(const LinearAttentionState& 
                                                     const at::Tensor& phi_q_t, const at::Tensor& phi_k_t,
                                                     const at::Tensor& v_t, double eps);
 
+// ---- dispatch ---------------------------------------------------------------------------------------------
+// linear_attention_chunked runs the fused kernel registered by the CUDA library (cuda/) when one is
+// registered, v is on a CUDA device and use_reference_scan() is false (one switch for every fused kernel,
+// hedge_mamba_scan.h); otherwise the chunked ATen form below. The fused function gets checked inputs and
+// returns y [B,H,T,P] (and the final state when asked), differentiable through autograd.
+using LinearAttentionFn = at::Tensor (*)(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                                         double eps, const LinearAttentionState* initial,
+                                         LinearAttentionState* final_state);
+// nullptr unregisters.
+void register_fused_linear_attention(LinearAttentionFn fn);
+LinearAttentionFn registered_fused_linear_attention();
+
 }  // namespace hedgelab::ops

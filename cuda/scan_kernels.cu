@@ -167,9 +167,22 @@ __device__ inline float warp_sum(float v) {
 }
 
 // Loads rows [t0, t0+L) × columns [c0, c0+cols) of a [T, width] matrix into an Op tile (ld), zero outside.
+// When the input and operand types agree and widths allow, 16-byte vectors (8 bf16 or 4 floats) a thread.
 template <typename In, typename Op>
 __device__ void load_tile(Op* dst, int ld, const In* src, int64_t T, int64_t width, int64_t t0, int64_t c0,
                           int rows, int cols) {
+  constexpr int V = 16 / sizeof(In);
+  if (std::is_same<In, Op>::value && width % V == 0 && c0 % V == 0 && cols % V == 0 && ld % V == 0) {
+    const int groups = cols / V;
+    for (int idx = threadIdx.x; idx < rows * groups; idx += kThreads) {
+      const int r = idx / groups, c = (idx % groups) * V;
+      const int64_t t = t0 + r, col = c0 + c;
+      uint4 v = make_uint4(0u, 0u, 0u, 0u);
+      if (t < T && col < width) v = __ldg(reinterpret_cast<const uint4*>(src + t * width + col));
+      *reinterpret_cast<uint4*>(dst + r * ld + c) = v;
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < rows * cols; idx += kThreads) {
     const int r = idx / cols, c = idx % cols;
     const int64_t t = t0 + r, col = c0 + c;

@@ -5,7 +5,7 @@
 # Prepare HERE:  HEDGELAB_GPU_WORKTREE=1 bash scripts/gpu-prepare.sh   (and the peers' sources in .peers/)
 # Then call the device with carry [".gpu-tree", ".peers"] and the command
 #   cd .gpu-tree && bash scripts/gpu-all.sh
-# Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench peers"; a subset
+# Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench models peers"; a subset
 # skips the rest), HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer
 # driver arguments, e.g. --shapes 8192:128 --budget-s 120).
 set -uo pipefail
@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 export HEDGELAB_GPU_BUILD_DIR="${HEDGELAB_GPU_BUILD_DIR:-/tmp/hlb}"
 BUILD="$HEDGELAB_GPU_BUILD_DIR"
 PEERS="${HEDGELAB_GPU_PEERS:-$ROOT/../.peers}"
-steps="${HEDGELAB_GPU_STEPS:-build tests bench peers}"
+steps="${HEDGELAB_GPU_STEPS:-build tests bench models peers}"
 has() { [[ " $steps " == *" $1 "* ]]; }
 log="$OUT/log"
 echo "== gpu-all: $(date -u +%FT%TZ) steps: $steps" | tee -a "$log"
@@ -23,7 +23,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 if has build; then
   t0=$(date +%s)
-  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan bench_scan_cuda}" HEDGELAB_GPU_SKIP_TESTS=1 \
+  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan bench_scan_cuda bench_gpu_models}" HEDGELAB_GPU_SKIP_TESTS=1 \
     bash "$ROOT/scripts/gpu-build.sh" >>"$log" 2>&1
   rc=$?
   echo "build rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$log"
@@ -47,6 +47,14 @@ if has bench; then
   "$BUILD/bench/bench_scan_cuda" ${HEDGELAB_BENCH_ARGS:-} >"$OUT/scan_ours.jsonl" 2>>"$log"
   echo "bench_scan_cuda rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   cat "$OUT/scan_ours.jsonl"
+fi
+
+if has models; then
+  t0=$(date +%s)
+  { "$BUILD/bench/bench_gpu_models" ${HEDGELAB_MODELS_ARGS:-}
+    PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_hf_teacher.py" ${HEDGELAB_HF_ARGS:-}; } >"$OUT/models.jsonl" 2>>"$log"
+  echo "models rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+  cat "$OUT/models.jsonl"
 fi
 
 if has peers; then

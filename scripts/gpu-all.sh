@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ONE device call for the GPU path (issue 7): builds HedgeLab's CUDA targets against PyTorch's LibTorch with
-# the GUI off (scripts/gpu-build.sh), runs the cuda-labelled tests, then the scan benchmarks (HedgeLab's fused
-# scan, bench_scan_cuda, and the peers in bench/gpu_scan_peers.py), and leaves logs and results under $OUT.
+# the GUI off (scripts/gpu-build.sh), runs the cuda-labelled tests, then the benchmarks (the fused scan,
+# bench_scan_cuda; the models at Pythia shapes, bench_gpu_models and bench/gpu_hf_teacher.py; the scan's peers,
+# bench/gpu_scan_peers.py), and leaves logs and results under $OUT.
 # Prepare HERE:  HEDGELAB_GPU_WORKTREE=1 bash scripts/gpu-prepare.sh   (and the peers' sources in .peers/)
 # Then call the device with carry [".gpu-tree", ".peers"] and the command
 #   cd .gpu-tree && bash scripts/gpu-all.sh

@@ -2,8 +2,10 @@
 // p99 / max) with every view visible and redrawing, and the training time of the same steps in the window
 // against hedgelab-cli on the same preset (wall time of the run at the last step, from each session).
 //
-//   bench_gui_latency [--steps N] [--cli PATH]      (run under xvfb-run for the OpenGL inspector)
+//   bench_gui_latency [--steps N] [--cli PATH] [--show VIEW]   (under xvfb-run; --show inspector brings the
+//   OpenGL inspector to the front, which switches the window to OpenGL composition)
 #include <QApplication>
+#include <QDockWidget>
 #include <QElapsedTimer>
 #include <QProcess>
 #include <QTimer>
@@ -43,11 +45,12 @@ int main(int argc, char** argv) {
   QApplication app(argc, argv);
   QApplication::setOrganizationName("HedgeLabBench");
   qint64 steps = 400;
-  QString cli;
+  QString cli, show;
   const QStringList args = app.arguments();
   for (int i = 1; i + 1 < args.size(); ++i) {
     if (args[i] == "--steps") steps = args[i + 1].toLongLong();
     if (args[i] == "--cli") cli = args[i + 1];
+    if (args[i] == "--show") show = args[i + 1];
   }
   const auto dir = std::filesystem::temp_directory_path() / ("hedgelab-bench-gui-" + std::to_string(QCoreApplication::applicationPid()));
   std::filesystem::create_directories(dir);
@@ -59,6 +62,14 @@ int main(int argc, char** argv) {
   window.resize(1600, 1000);
   window.show();
   window.run_panel().set_preset("demo");
+  if (!show.isEmpty()) {
+    for (QWidget* w = window.view_widget(show); w; w = w->parentWidget())
+      if (auto* dock = qobject_cast<QDockWidget*>(w)) {
+        dock->show();
+        dock->raise();
+      }
+    std::printf("showing %s\n", qPrintable(show));
+  }
 
   // The probe: a 10 ms timer on the UI thread; its lateness is the event loop's latency.
   std::vector<double> late_ms;

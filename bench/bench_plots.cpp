@@ -77,6 +77,6 @@ int main(int argc, char** argv) {
     view.loss_plot()->to_image(500, 350);
     redraw.push_back(t.nsecsElapsed() * 1e-6);
   }
-  report("loss-curve view, 6 plots refreshed from 100k steps (wall)", redraw);
+  report("loss view: 6 plots fed 100k steps, loss plot redrawn (wall)", redraw);
   return 0;
 }

@@ -181,7 +181,18 @@ int PlotCanvas::add_curve(const QString& name, const QColor& color, Qt::PenStyle
 }
 
 void PlotCanvas::set_curve_data(int curve, const QVector<double>& x, const QVector<double>& y) {
-  impl_->curves.at(curve)->setData(x, y, /*alreadySorted=*/true);
+  QCPGraph* g = impl_->curves.at(curve);
+  g->setData(x, y, /*alreadySorted=*/true);
+  // Long curves: a cosmetic one-pixel pen without antialiasing keeps pan and zoom interactive (the raster
+  // engine strokes wide antialiased polylines of adaptive-sampled data at seconds per replot).
+  const bool long_curve = x.size() > 20000;
+  g->setAntialiased(!long_curve);
+  if (long_curve && g->pen().widthF() != 0) {
+    QPen pen = g->pen();
+    pen.setWidthF(0);
+    pen.setCosmetic(true);
+    g->setPen(pen);
+  }
 }
 
 void PlotCanvas::set_curve_visible(int curve, bool visible) {
@@ -396,7 +407,19 @@ void PlotCanvas::clear() {
 }
 
 void PlotCanvas::replot() {
+  if (!isVisible()) {
+    replot_pending_ = true;
+    return;
+  }
   impl_->plot->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void PlotCanvas::showEvent(QShowEvent* event) {
+  QWidget::showEvent(event);
+  if (replot_pending_) {
+    replot_pending_ = false;
+    impl_->plot->replot(QCustomPlot::rpQueuedReplot);
+  }
 }
 
 void PlotCanvas::set_hover_text(std::function<QString(double, double)> text_at) {

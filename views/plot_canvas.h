@@ -77,7 +77,8 @@ class PlotCanvas : public QWidget {
   void rescale();
   // Removes curves, scatters, bars, lines and the heat map.
   void clear();
-  // Redraw at the next event-loop turn (several calls in one turn draw once).
+  // Redraw at the next event-loop turn (several calls in one turn draw once); a hidden canvas (a dock in the
+  // back) only remembers it and redraws when shown.
   void replot();
 
   // Hover: the text shown as a tooltip for plot coordinates (x, y); empty = none.
@@ -95,6 +96,9 @@ class PlotCanvas : public QWidget {
   // Milliseconds the last replot took (QCustomPlot's own measure), for benchmarks.
   double last_replot_ms() const;
 
+ protected:
+  void showEvent(QShowEvent* event) override;
+
  Q_SIGNALS:
   // A click on the plot area, in plot coordinates (heat maps: x = column, y = row).
   void clicked(double x, double y);
@@ -103,6 +107,7 @@ class PlotCanvas : public QWidget {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   bool log_y_ = false;
+  bool replot_pending_ = false;
   QString export_name_ = QStringLiteral("plot");
 };
 

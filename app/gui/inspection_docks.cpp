@@ -30,7 +30,9 @@ struct InspectionDocks::Impl {
   QMainWindow* window = nullptr;
   RunController* controller = nullptr;
   std::vector<InspectionEntry> entries;
-  views::InspectorView* inspector = nullptr;
+  views::InspectorView* inspector = nullptr;  // made when its dock is first shown
+  SnapshotPtr last_snapshot;
+  snapshot::KnobEdit last_knobs;
 
   InspectionEntry& add(const QString& name, const QString& title, QWidget* view, const QString& explanation,
                        Qt::DockWidgetArea area) {
@@ -84,25 +86,55 @@ InspectionDocks::InspectionDocks(QMainWindow* window, RunController& controller)
   QObject::connect(kernel, &views::KernelView::selection_changed, kernel, follow(kernel));
   QObject::connect(mamba, &views::MambaView::selection_changed, mamba, follow(mamba));
 
-  auto* inspector = new views::InspectorView(window);
-  inspector->setObjectName("inspector");
-  impl_->inspector = inspector;
-  auto& e = impl_->add("inspector", QObject::tr("Inspector"), inspector, explained("inspector"),
+  // The ImGui inspector is an OpenGL widget, and the first one shown switches the whole window to OpenGL
+  // composition — cheap on a GPU, but with a software renderer (Mesa llvmpipe, Xvfb) every repaint of the
+  // window then costs tens to hundreds of milliseconds (docs/results.md). So it is created when its dock is
+  // first shown; until then a note holds its place.
+  auto* placeholder = new QLabel(QObject::tr("The inspector starts when this tab is shown."), window);
+  placeholder->setAlignment(Qt::AlignCenter);
+  auto& e = impl_->add("inspector", QObject::tr("Inspector"), placeholder, explained("inspector"),
                        Qt::RightDockWidgetArea);
-  e.set_snapshot = [inspector](SnapshotPtr s) { inspector->set_snapshot(std::move(s)); };
-  QObject::connect(inspector, &views::InspectorView::cell_selected, attention, [attention](int layer, int head, int) {
-    if (head >= 0) attention->set_selection(layer, head);
-  });
-  QObject::connect(inspector, &views::InspectorView::knobs_edited, &controller, &RunController::apply_knobs);
-  QObject::connect(&controller, &RunController::run_started, inspector,
-                   [inspector](const RunStarted& info) { inspector->set_knob_values(info.knobs); });
-  QObject::connect(&controller, &RunController::knobs_applied, inspector,
-                   [inspector](const QString&, qint64, const snapshot::KnobEdit& applied) {
-                     inspector->set_knob_values(applied);
+  e.set_snapshot = [impl = impl_.get()](SnapshotPtr s) {
+    impl->last_snapshot = s;
+    if (impl->inspector) impl->inspector->set_snapshot(std::move(s));
+  };
+  QDockWidget* inspector_dock = e.dock;
+  auto create_inspector = [impl = impl_.get(), placeholder, attention, &controller](bool visible) {
+    if (!visible || impl->inspector) return;
+    auto* inspector = new views::InspectorView(placeholder->parentWidget());
+    inspector->setObjectName("inspector");
+    placeholder->parentWidget()->layout()->replaceWidget(placeholder, inspector);
+    placeholder->hide();
+    impl->inspector = inspector;
+    inspector->set_snapshot(impl->last_snapshot);
+    inspector->set_knob_values(impl->last_knobs);
+    inspector->set_knobs_enabled(controller.active());
+    QObject::connect(inspector, &views::InspectorView::cell_selected, attention,
+                     [attention](int layer, int head, int) {
+                       if (head >= 0) attention->set_selection(layer, head);
+                     });
+    QObject::connect(inspector, &views::InspectorView::knobs_edited, &controller, &RunController::apply_knobs);
+  };
+  QObject::connect(inspector_dock, &QDockWidget::visibilityChanged, inspector_dock, create_inspector);
+  QObject::connect(&controller, &RunController::run_started, inspector_dock,
+                   [impl = impl_.get()](const RunStarted& info) {
+                     impl->last_knobs = info.knobs;
+                     if (impl->inspector) impl->inspector->set_knob_values(info.knobs);
                    });
-  QObject::connect(&controller, &RunController::state_changed, inspector,
-                   [inspector, &controller](UiRunState) { inspector->set_knobs_enabled(controller.active()); });
-  inspector->set_knobs_enabled(false);
+  QObject::connect(&controller, &RunController::knobs_applied, inspector_dock,
+                   [impl = impl_.get()](const QString&, qint64, const snapshot::KnobEdit& applied) {
+                     if (applied.lr) impl->last_knobs.lr = applied.lr;
+                     if (applied.ce_weight) impl->last_knobs.ce_weight = applied.ce_weight;
+                     if (applied.kd_weight) impl->last_knobs.kd_weight = applied.kd_weight;
+                     if (applied.align_weight) impl->last_knobs.align_weight = applied.align_weight;
+                     if (applied.kd_temperature) impl->last_knobs.kd_temperature = applied.kd_temperature;
+                     if (applied.probe_every) impl->last_knobs.probe_every = applied.probe_every;
+                     if (impl->inspector) impl->inspector->set_knob_values(applied);
+                   });
+  QObject::connect(&controller, &RunController::state_changed, inspector_dock,
+                   [impl = impl_.get(), &controller](UiRunState) {
+                     if (impl->inspector) impl->inspector->set_knobs_enabled(controller.active());
+                   });
 
   for (size_t i = 1; i < impl_->entries.size(); ++i)
     window->tabifyDockWidget(impl_->entries[0].dock, impl_->entries[i].dock);

@@ -65,7 +65,6 @@ void RunWorker::start(launch::RunRequest request, qint64 stop_at_step) {
     return;
   }
   stop_at_step_ = stop_at_step;
-  stop_when_loaded_ = false;
   try {
     Q_EMIT loading(tr("Loading the teacher, tokenizer and corpus…"));
     const int threads = apply_recipe_threads(static_cast<int>(request.recipe.threads));
@@ -89,9 +88,8 @@ void RunWorker::start(launch::RunRequest request, qint64 stop_at_step) {
     Q_EMIT failed(QString::fromUtf8(e.what()));
     return;
   }
-  // A stop asked for while loading.
+  // Requests that arrived while loading (a stop ends the run right here, and may already have closed it).
   QCoreApplication::sendPostedEvents(this, QEvent::MetaCall);
-  if (stop_when_loaded_) session_->run().stop();
   step_until_stopped();
 }
 
@@ -141,10 +139,7 @@ void RunWorker::resume() {
 }
 
 void RunWorker::stop() {
-  if (!session_) {
-    stop_when_loaded_ = true;
-    return;
-  }
+  if (!session_) return;  // nothing open (a stale request after the run ended)
   session_->run().stop();
   // A paused run is not stepping: step once more so it takes the stop (checkpoint, state Finished).
   if (!stepping_) step_until_stopped();

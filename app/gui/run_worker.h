@@ -58,7 +58,6 @@ class RunWorker : public QObject {
   std::unique_ptr<launch::SessionRun> session_;
   qint64 stop_at_step_ = 0;
   bool stepping_ = false;
-  bool stop_when_loaded_ = false;
 };
 
 }  // namespace hedgelab::gui

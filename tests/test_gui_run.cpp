@@ -13,6 +13,7 @@
 #include <QSettings>
 
 #include "app/gui/run_controller.h"
+#include "app/gui/session_document.h"
 #include "sessions/session_reader.h"
 #include "tests/gui_test_util.h"
 #include "views/alignment_view.h"
@@ -220,6 +221,11 @@ class TestGuiRun : public QObject {
         QVERIFY2(e.detail.dump().find("0.0042") != std::string::npos, e.detail.dump().c_str());
       }
     QCOMPARE(knob_events, 1);
+    // Reopened, the session shows the knobs as the run left them: the edit over the recipe's values.
+    auto doc = gui::SessionDocument::open(w.controller().info().session_path);
+    QVERIFY(doc->knobs().lr && std::abs(*doc->knobs().lr - 0.0042) < 1e-12);
+    QVERIFY(doc->knobs().kd_temperature && *doc->knobs().kd_temperature == 3.5);
+    QVERIFY(doc->knobs().probe_every && *doc->knobs().probe_every == 2);
   }
 
   void invalid_fields_are_refused() {

@@ -150,6 +150,11 @@ void InspectionDocks::set_snapshot(SnapshotPtr snapshot) {
     if (e.set_snapshot) e.set_snapshot(snapshot);
 }
 
+void InspectionDocks::set_knob_values(const snapshot::KnobEdit& values) {
+  impl_->last_knobs = values;
+  if (impl_->inspector) impl_->inspector->set_knob_values(values);
+}
+
 void InspectionDocks::refresh(bool force) {
   for (auto& e : impl_->entries)
     if (e.refresh && e.dock->isVisible()) e.refresh(force);

@@ -24,6 +24,8 @@ class InspectionDocks {
 
   const std::vector<QDockWidget*>& docks() const { return docks_; }
   void set_snapshot(SnapshotPtr snapshot);
+  // The knob values the inspector shows when no run is live (a saved session's).
+  void set_knob_values(const snapshot::KnobEdit& values);
   void refresh(bool force);
   void set_teaching(bool on);
   QStringList view_names() const;

@@ -399,6 +399,7 @@ void MainWindow::show_current() {
   loss_view_->set_data(data);
   alignment_view_->set_data(data);
   const bool file = current_ >= 0 && documents_[current_]->file;
+  if (file && inspection_ && !controller_->active()) inspection_->set_knob_values(documents_[current_]->file->knobs());
   resume_session_->setEnabled(!controller_->active() && file && documents_[current_]->file->resumable());
   update_step_slider();
   refresh_views(true);

@@ -37,6 +37,14 @@ void SessionDocument::load(const std::function<void(int, int)>& progress) {
   try {
     const auto recipe = distill::RecipeConfig::from_json(c.provenance.recipe, path_.toStdString() + ": recipe");
     data_.set_stage_steps(recipe.stage1_steps(), recipe.stage2_steps());
+    knobs_.lr = recipe.stage1.lr;
+    knobs_.ce_weight = recipe.stage2.ce_weight;
+    knobs_.kd_weight = recipe.stage2.kd_weight;
+    knobs_.align_weight = recipe.stage2.align_weight;
+    knobs_.kd_temperature = recipe.stage2.kd_temperature;
+    knobs_.probe_every = recipe.data.probe_every;
+    for (const auto& s : c.series)
+      if (s.run == run_ && s.stage == "stage2" && s.steps > 0) knobs_.lr = recipe.stage2.lr;
   } catch (const std::exception&) {
     // A recipe this build cannot read: stage 2 then starts after stage 1's recorded steps.
     int64_t s1 = 0;
@@ -70,6 +78,16 @@ void SessionDocument::load(const std::function<void(int, int)>& progress) {
   }
   if (progress) progress(total, total);
   data_.set_summary(reader_.summary());
+  for (const auto& e : reader_.events()) {
+    if (e.kind != "knob" || !e.detail.is_object()) continue;
+    const auto& d = e.detail;
+    if (d.contains("lr")) knobs_.lr = d["lr"].get<double>();
+    if (d.contains("ce_weight")) knobs_.ce_weight = d["ce_weight"].get<double>();
+    if (d.contains("kd_weight")) knobs_.kd_weight = d["kd_weight"].get<double>();
+    if (d.contains("align_weight")) knobs_.align_weight = d["align_weight"].get<double>();
+    if (d.contains("kd_temperature")) knobs_.kd_temperature = d["kd_temperature"].get<double>();
+    if (d.contains("probe_every")) knobs_.probe_every = d["probe_every"].get<int64_t>();
+  }
   resumable_ = false;
   for (const auto& cp : c.checkpoints)
     resumable_ = resumable_ || (cp.complete && cp.run == run_ && cp.stage != "done");

@@ -30,6 +30,9 @@ class SessionDocument {
   // The recipe it ran, as JSON text.
   const QString& recipe_json() const { return recipe_json_; }
   const views::RunData& data() const { return data_; }
+  // The knobs as the run left them: the recipe's values (lr of the last recorded stage), then every "knob"
+  // event in order.
+  const snapshot::KnobEdit& knobs() const { return knobs_; }
   const sessions::SessionContents& contents() const { return reader_.contents(); }
   std::vector<sessions::Event> events() const { return reader_.events(); }
 
@@ -43,6 +46,7 @@ class SessionDocument {
   std::string run_;
   QString recipe_json_;
   bool resumable_ = false;
+  snapshot::KnobEdit knobs_;
 };
 
 }  // namespace hedgelab::gui

@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
     if (args[i] == "--cli") cli = args[i + 1];
     if (args[i] == "--show") show = args[i + 1];
   }
-  const auto dir = std::filesystem::temp_directory_path() / ("hedgelab-bench-gui-" + std::to_string(QCoreApplication::applicationPid()));
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("hedgelab-bench-gui-" + std::to_string(QCoreApplication::applicationPid()));
   std::filesystem::create_directories(dir);
 
   gui::WindowOptions o;
@@ -97,11 +98,12 @@ int main(int argc, char** argv) {
   app.exec();
   const std::string gui_session = window.controller().info().session_path.toStdString();
   const double gui_wall = wall_at_last_step(gui_session);
-  std::printf("UI event-loop latency over %zu ticks of a 10 ms timer: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-              late_ms.size(), percentile(late_ms, 0.5), percentile(late_ms, 0.99),
-              late_ms.empty() ? 0.0 : *std::max_element(late_ms.begin(), late_ms.end()));
-  std::printf("GUI: %lld steps of the demo preset in %.1f s (session wall time)\n", static_cast<long long>(steps),
-              gui_wall);
+  std::printf(
+      "UI event-loop latency over %zu ticks of a 10 ms timer: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+      late_ms.size(), percentile(late_ms, 0.5), percentile(late_ms, 0.99),
+      late_ms.empty() ? 0.0 : *std::max_element(late_ms.begin(), late_ms.end()));
+  std::printf("GUI: %lld steps of the demo preset in %.1f s (session wall time)\n",
+              static_cast<long long>(steps), gui_wall);
   if (!cli.isEmpty()) {
     const std::string cli_session = (dir / "cli.h5").string();
     QProcess p;

@@ -17,7 +17,8 @@ using namespace hedgelab;
 namespace {
 void report(const char* what, std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
-  std::printf("%-58s median %6.2f ms  max %6.2f ms  (%zu replots)\n", what, ms[ms.size() / 2], ms.back(), ms.size());
+  std::printf("%-58s median %6.2f ms  max %6.2f ms  (%zu replots)\n", what, ms[ms.size() / 2], ms.back(),
+              ms.size());
 }
 }  // namespace
 

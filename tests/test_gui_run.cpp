@@ -5,13 +5,14 @@
 #include <QFile>
 #include <QLineEdit>
 #include <QListWidget>
-#include <QTableWidget>
 #include <QPushButton>
 #include <QRandomGenerator>
-#include <QSignalSpy>
-#include <QTest>
 #include <QSettings>
+#include <QSignalSpy>
+#include <QTableWidget>
+#include <QTest>
 
+#include <QFileInfo>
 #include "app/gui/run_controller.h"
 #include "app/gui/session_document.h"
 #include "sessions/session_reader.h"
@@ -19,7 +20,6 @@
 #include "views/alignment_view.h"
 #include "views/comparison_view.h"
 #include "views/loss_curves_view.h"
-#include <QFileInfo>
 
 using namespace hedgelab;
 using namespace hedgelab::testing;
@@ -51,8 +51,10 @@ class TestGuiRun : public QObject {
     set_tiny_recipe(w.run_panel(), corpus_, 6, 8);
     QSignalSpy states(&w.controller(), &gui::RunController::state_changed);
     QVERIFY(w.start_run());
-    QVERIFY2(wait_until([&] { return w.controller().state() == UiRunState::Running &&
-                                     w.controller().data().steps_received() >= 2; }),
+    QVERIFY2(wait_until([&] {
+               return w.controller().state() == UiRunState::Running &&
+                      w.controller().data().steps_received() >= 2;
+             }),
              qPrintable(w.controller().last_message()));
     w.controller().pause();
     QCOMPARE(w.controller().state(), UiRunState::Pausing);
@@ -177,7 +179,8 @@ class TestGuiRun : public QObject {
     QVERIFY(!plot->export_to(QString::fromStdString((tmp_ / "loss.bmpx").string()), &error));
     QVERIFY2(error.contains("bmpx"), qPrintable(error));
     const QString table_csv = QString::fromStdString((tmp_ / "table.csv").string());
-    QVERIFY2(views::export_table_csv(w.comparison_view()->summary_table(), table_csv, &error), qPrintable(error));
+    QVERIFY2(views::export_table_csv(w.comparison_view()->summary_table(), table_csv, &error),
+             qPrintable(error));
     QVERIFY(QFileInfo(table_csv).size() > 20);
   }
 
@@ -252,7 +255,8 @@ class TestGuiRun : public QObject {
     QVERIFY(w.start_run());
     QVERIFY(wait_until([&] { return w.controller().state() == UiRunState::Failed; }));
     QCOMPARE(problems.size(), 1);
-    QVERIFY2(problems.at(0).at(1).toString().contains("no-such-teacher"), qPrintable(problems.at(0).at(1).toString()));
+    QVERIFY2(problems.at(0).at(1).toString().contains("no-such-teacher"),
+             qPrintable(problems.at(0).at(1).toString()));
   }
 
   void random_sequences_end_cleanly() {
@@ -268,17 +272,29 @@ class TestGuiRun : public QObject {
       const int ops = 2 + static_cast<int>(rng.bounded(6));
       for (int k = 0; k < ops; ++k) {
         switch (rng.bounded(5)) {
-          case 0: w->start_run(); break;
-          case 1: w->controller().pause(); break;
-          case 2: w->controller().resume(); break;
-          case 3: w->controller().stop(); break;
-          case 4: w->controller().toggle_pause(); break;
+          case 0:
+            w->start_run();
+            break;
+          case 1:
+            w->controller().pause();
+            break;
+          case 2:
+            w->controller().resume();
+            break;
+          case 3:
+            w->controller().stop();
+            break;
+          case 4:
+            w->controller().toggle_pause();
+            break;
         }
         QTest::qWait(static_cast<int>(rng.bounded(60)));
       }
       QVERIFY2(w->close(), qPrintable(QString("sequence %1").arg(i)));  // stops and waits when a run is live
-      QVERIFY2(!w->controller().active(), qPrintable(QString("sequence %1 left the run %2").arg(i).arg(
-                                              gui::to_string(w->controller().state()))));
+      QVERIFY2(
+          !w->controller().active(),
+          qPrintable(
+              QString("sequence %1 left the run %2").arg(i).arg(gui::to_string(w->controller().state()))));
       w.reset();
     }
   }

@@ -77,7 +77,8 @@ class TestGuiScreenshot : public QObject {
     for (const auto& e : std::filesystem::directory_iterator(tmp_ / "runs"))
       if (e.path().extension() == ".h5") sessions << QString::fromStdString(e.path().string());
     QCOMPARE(sessions.size(), 1);
-    const QStringList views = {"loss", "alignment", "run", "comparison", "attention", "kernel", "mamba", "inspector"};
+    const QStringList views = {"loss",      "alignment", "run",   "comparison",
+                               "attention", "kernel",    "mamba", "inspector"};
     for (const QString& view : views) {
       const QString path = QString::fromStdString((tmp_ / ("view-" + view.toStdString() + ".png")).string());
       r = run_gui({"--screenshot", path, "--open", sessions[0], "--view", view});

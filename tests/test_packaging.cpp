@@ -45,11 +45,11 @@ class TestPackaging : public QObject {
     QString out;
     const QString prefix = QString::fromStdString((tmp_ / "prefix").string());
     QVERIFY2(run("cmake", {"--install", HEDGELAB_BUILD_DIR, "--prefix", prefix}, &out) == 0, qPrintable(out));
-    for (const char* f : {"bin/hedgelab", "bin/hedgelab-cli", "share/hedgelab/presets/demo.json",
-                          "share/hedgelab/demo-teacher/model.safetensors",
-                          "share/applications/org.hedgelab.HedgeLab.desktop",
-                          "share/metainfo/org.hedgelab.HedgeLab.metainfo.xml",
-                          "share/icons/hicolor/scalable/apps/org.hedgelab.HedgeLab.svg"})
+    for (const char* f :
+         {"bin/hedgelab", "bin/hedgelab-cli", "share/hedgelab/presets/demo.json",
+          "share/hedgelab/demo-teacher/model.safetensors", "share/applications/org.hedgelab.HedgeLab.desktop",
+          "share/metainfo/org.hedgelab.HedgeLab.metainfo.xml",
+          "share/icons/hicolor/scalable/apps/org.hedgelab.HedgeLab.svg"})
       QVERIFY2(std::filesystem::exists(tmp_ / "prefix" / f), f);
     // The installed CLI finds its presets and demo teacher through the install prefix.
     QProcess p;

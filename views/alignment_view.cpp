@@ -94,7 +94,8 @@ void AlignmentView::redraw() {
     bars_->replot();
     return;
   }
-  const int i = index_ >= 0 && index_ < static_cast<int>(snaps->size()) ? index_ : static_cast<int>(snaps->size()) - 1;
+  const int i =
+      index_ >= 0 && index_ < static_cast<int>(snaps->size()) ? index_ : static_cast<int>(snaps->size()) - 1;
   const SnapshotEntry& e = (*snaps)[i];
   QVector<double> x, tf, fr;
   for (size_t l = 0; l < e.alignment.size(); ++l) {

@@ -191,8 +191,9 @@ void ComparisonView::fill_tables() {
       diff_->setItem(r, c + 1, new QTableWidgetItem(diffs[r].second[c]));
   }
   summary_->clear();
-  const QStringList header = {tr("session"),       tr("run"),           tr("perplexity"), tr("ratio to teacher"),
-                              tr("stage-1 tokens"), tr("stage-2 tokens"), tr("seconds"),   tr("stopped early")};
+  const QStringList header = {
+      tr("session"),        tr("run"),     tr("perplexity"),   tr("ratio to teacher"), tr("stage-1 tokens"),
+      tr("stage-2 tokens"), tr("seconds"), tr("stopped early")};
   summary_->setColumnCount(header.size());
   summary_->setHorizontalHeaderLabels(header);
   int row = 0;

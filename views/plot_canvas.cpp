@@ -6,10 +6,10 @@
 #include <QFileInfo>
 #include <QMenu>
 #include <QMessageBox>
-#include <QSaveFile>
-#include <QTextStream>
 #include <QMouseEvent>
+#include <QSaveFile>
 #include <QSvgGenerator>
+#include <QTextStream>
 #include <QToolTip>
 #include <QVBoxLayout>
 #include <cmath>
@@ -107,8 +107,8 @@ PlotCanvas::PlotCanvas(QWidget* parent) : QWidget(parent), impl_(std::make_uniqu
   connect(p, &QWidget::customContextMenuRequested, this, [this](const QPoint& at) {
     QMenu menu(this);
     menu.addAction(tr("Export plot…"), this, [this] {
-      const QString path = QFileDialog::getSaveFileName(this, tr("Export plot"), export_name_ + ".png",
-                                                        plot_export_filter());
+      const QString path =
+          QFileDialog::getSaveFileName(this, tr("Export plot"), export_name_ + ".png", plot_export_filter());
       QString error;
       if (!path.isEmpty() && !export_to(path, &error)) QMessageBox::warning(this, tr("Export"), error);
     });

@@ -194,8 +194,8 @@ int run_distill(const Args& args) {
     if (session_path.has_parent_path()) launch::check_writable_folder(session_path.parent_path());
     auto teacher = load_teacher(recipe.teacher == "demo" ? "" : recipe.teacher);
     auto tok = load_tokenizer(teacher.folder);
-    auto corpus = load_corpus_with(tok, recipe.corpus == "default" ? "" : recipe.corpus, !p.enabled("no-cache"),
-                                   recipe.data.heldout_fraction);
+    auto corpus = load_corpus_with(tok, recipe.corpus == "default" ? "" : recipe.corpus,
+                                   !p.enabled("no-cache"), recipe.data.heldout_fraction);
     const run::ProbeText probe = launch::probe_text_of(tok, recipe.data.probe_text);
     const int64_t probe_tokens = std::min<int64_t>(static_cast<int64_t>(probe.ids.size()),
                                                    teacher.model->config().max_position_embeddings);
@@ -260,8 +260,8 @@ int run_distill(const Args& args) {
     progress.finish();
     if (state == snapshot::RunState::Paused)
       throw Error("distill", run.last_error() + " (the last good state is checkpointed in " +
-                                 session.recorder().last_checkpoint_dir().string() + "; resume with --resume " +
-                                 session_path.string() + ")");
+                                 session.recorder().last_checkpoint_dir().string() +
+                                 "; resume with --resume " + session_path.string() + ")");
     if (run.stage() == "done") {
       snapshot::RunSummary t;
       t.run = "teacher";

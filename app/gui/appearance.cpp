@@ -48,9 +48,12 @@ Theme theme_from_string(const QString& name) {
 
 QString to_string(Theme theme) {
   switch (theme) {
-    case Theme::Dark: return "dark";
-    case Theme::Light: return "light";
-    default: return "system";
+    case Theme::Dark:
+      return "dark";
+    case Theme::Light:
+      return "light";
+    default:
+      return "system";
   }
 }
 
@@ -59,9 +62,15 @@ void apply_theme(Theme theme) {
   // Fusion draws every palette faithfully (a dark palette on the default Linux style can look half-dark).
   if (theme != Theme::System) QApplication::setStyle(QStyleFactory::create("Fusion"));
   switch (theme) {
-    case Theme::Dark: QApplication::setPalette(dark_palette()); break;
-    case Theme::Light: QApplication::setPalette(light_palette()); break;
-    case Theme::System: QApplication::setPalette(*g_system_palette); break;
+    case Theme::Dark:
+      QApplication::setPalette(dark_palette());
+      break;
+    case Theme::Light:
+      QApplication::setPalette(light_palette());
+      break;
+    case Theme::System:
+      QApplication::setPalette(*g_system_palette);
+      break;
   }
 }
 

@@ -55,7 +55,8 @@ struct InspectionDocks::Impl {
   }
 };
 
-InspectionDocks::InspectionDocks(QMainWindow* window, RunController& controller) : impl_(std::make_unique<Impl>()) {
+InspectionDocks::InspectionDocks(QMainWindow* window, RunController& controller)
+    : impl_(std::make_unique<Impl>()) {
   impl_->window = window;
   impl_->controller = &controller;
   views::register_inspector_metatypes();
@@ -63,12 +64,13 @@ InspectionDocks::InspectionDocks(QMainWindow* window, RunController& controller)
 
   auto* attention = new views::AttentionView(window);
   attention->setObjectName("attention_view");
-  impl_->add("attention", QObject::tr("Attention"), attention, explained("attention"), Qt::RightDockWidgetArea)
+  impl_
+      ->add("attention", QObject::tr("Attention"), attention, explained("attention"), Qt::RightDockWidgetArea)
       .set_snapshot = [attention](SnapshotPtr s) { attention->set_snapshot(std::move(s)); };
   auto* kernel = new views::KernelView(window);
   kernel->setObjectName("kernel_view");
-  impl_->add("kernel", QObject::tr("Kernel"), kernel, explained("kernel"), Qt::RightDockWidgetArea).set_snapshot =
-      [kernel](SnapshotPtr s) { kernel->set_snapshot(std::move(s)); };
+  impl_->add("kernel", QObject::tr("Kernel"), kernel, explained("kernel"), Qt::RightDockWidgetArea)
+      .set_snapshot = [kernel](SnapshotPtr s) { kernel->set_snapshot(std::move(s)); };
   auto* mamba = new views::MambaView(window);
   mamba->setObjectName("mamba_view");
   impl_->add("mamba", QObject::tr("Mamba internals"), mamba, explained("mamba"), Qt::RightDockWidgetArea)
@@ -78,8 +80,10 @@ InspectionDocks::InspectionDocks(QMainWindow* window, RunController& controller)
     return [=](int layer, int head) {
       if (from != attention && (attention->layer() != layer || attention->head() != head))
         attention->set_selection(layer, head);
-      if (from != kernel && (kernel->layer() != layer || kernel->head() != head)) kernel->set_selection(layer, head);
-      if (from != mamba && (mamba->layer() != layer || mamba->head() != head)) mamba->set_selection(layer, head);
+      if (from != kernel && (kernel->layer() != layer || kernel->head() != head))
+        kernel->set_selection(layer, head);
+      if (from != mamba && (mamba->layer() != layer || mamba->head() != head))
+        mamba->set_selection(layer, head);
     };
   };
   QObject::connect(attention, &views::AttentionView::selection_changed, attention, follow(attention));
@@ -113,7 +117,8 @@ InspectionDocks::InspectionDocks(QMainWindow* window, RunController& controller)
                      [attention](int layer, int head, int) {
                        if (head >= 0) attention->set_selection(layer, head);
                      });
-    QObject::connect(inspector, &views::InspectorView::knobs_edited, &controller, &RunController::apply_knobs);
+    QObject::connect(inspector, &views::InspectorView::knobs_edited, &controller,
+                     &RunController::apply_knobs);
   };
   QObject::connect(inspector_dock, &QDockWidget::visibilityChanged, inspector_dock, create_inspector);
   QObject::connect(&controller, &RunController::run_started, inspector_dock,

@@ -29,14 +29,19 @@ int main(int argc, char** argv) {
       "Without options it opens the window; runs are recorded as HDF5 sessions.");
   parser.addHelpOption();
   parser.addVersionOption();
-  const QCommandLineOption demo("demo", "Load the demo teacher and preset, turn teaching mode on and start the run.");
+  const QCommandLineOption demo("demo",
+                                "Load the demo teacher and preset, turn teaching mode on and start the run.");
   const QCommandLineOption run_steps("run-steps", "With --demo: stop (resumable) after N steps.", "N");
   const QCommandLineOption open("open", "Open a session file (repeat for several).", "SESSION");
-  const QCommandLineOption screenshot("screenshot", "Render the window (or --view) to PATH (PNG) and exit.", "PATH");
-  const QCommandLineOption view("view", "With --screenshot: the view to render (window, run, loss, alignment, "
-                                        "comparison, attention, kernel, mamba, inspector).", "NAME", "window");
+  const QCommandLineOption screenshot("screenshot", "Render the window (or --view) to PATH (PNG) and exit.",
+                                      "PATH");
+  const QCommandLineOption view("view",
+                                "With --screenshot: the view to render (window, run, loss, alignment, "
+                                "comparison, attention, kernel, mamba, inspector).",
+                                "NAME", "window");
   const QCommandLineOption sessions("sessions-folder", "Where new sessions are written.", "DIR");
-  const QCommandLineOption teaching("teaching", "Teaching mode: larger fonts and explanations beside the views.");
+  const QCommandLineOption teaching("teaching",
+                                    "Teaching mode: larger fonts and explanations beside the views.");
   const QCommandLineOption theme("theme", "system (default), dark or light.", "THEME");
   const QCommandLineOption fresh("no-settings", "Neither read nor write the saved layout and choices.");
   parser.addOptions({demo, run_steps, open, screenshot, view, sessions, teaching, theme, fresh});
@@ -93,7 +98,8 @@ int main(int argc, char** argv) {
     QObject::connect(&window.controller(), &RunController::state_changed, &app, [&](UiRunState s) {
       if (s == UiRunState::Stopped || s == UiRunState::Finished) QTimer::singleShot(300, &app, shoot);
       if (s == UiRunState::Failed) {
-        std::fprintf(stderr, "hedgelab: the demo run failed: %s\n", qPrintable(window.controller().last_message()));
+        std::fprintf(stderr, "hedgelab: the demo run failed: %s\n",
+                     qPrintable(window.controller().last_message()));
         app.exit(1);
       }
     });

@@ -55,7 +55,9 @@ struct MainWindow::Document {
   bool live = false;
   bool compare = false;
   const views::RunData* data(const RunController& c) const { return live ? &c.data() : &file->data(); }
-  QString recipe_json(const RunController& c) const { return live ? c.info().recipe_json : file->recipe_json(); }
+  QString recipe_json(const RunController& c) const {
+    return live ? c.info().recipe_json : file->recipe_json();
+  }
 };
 
 MainWindow::MainWindow(const WindowOptions& options, QWidget* parent)
@@ -96,10 +98,11 @@ MainWindow::MainWindow(const WindowOptions& options, QWidget* parent)
     if (current_ >= 0 && documents_[current_]->live) update_step_slider();
   });
   connect(controller_.get(), &RunController::ended, this, [this](const RunEnded& end) {
-    const QString state = end.summary.stopped_early ? tr("stopped at step %1 (resumable)").arg(end.summary.steps)
-                                                    : tr("finished: perplexity %1 (teacher %2)")
-                                                          .arg(end.summary.perplexity, 0, 'f', 4)
-                                                          .arg(end.teacher_perplexity, 0, 'f', 4);
+    const QString state = end.summary.stopped_early
+                              ? tr("stopped at step %1 (resumable)").arg(end.summary.steps)
+                              : tr("finished: perplexity %1 (teacher %2)")
+                                    .arg(end.summary.perplexity, 0, 'f', 4)
+                                    .arg(end.teacher_perplexity, 0, 'f', 4);
     panel_->show_status(state);
     statusBar()->showMessage(state, 10000);
     // The run's session is closed now: list it as the file it is (it stays open for comparison and resume).
@@ -180,8 +183,8 @@ void MainWindow::build_docks() {
   });
 
   alignment_view_ = new views::AlignmentView(this);
-  auto* align_dock =
-      dock(tr("Alignment"), "dock_alignment", explained(alignment_view_, "alignment"), Qt::RightDockWidgetArea);
+  auto* align_dock = dock(tr("Alignment"), "dock_alignment", explained(alignment_view_, "alignment"),
+                          Qt::RightDockWidgetArea);
   comparison_view_ = new views::ComparisonView(this);
   auto* compare_dock = dock(tr("Comparison"), "dock_comparison", comparison_view_, Qt::BottomDockWidgetArea);
 
@@ -203,7 +206,8 @@ void MainWindow::build_docks() {
   connect(step_slider_, &QSlider::valueChanged, this, &MainWindow::choose_step);
 
   inspection_ = std::make_unique<InspectionDocks>(this, *controller_);
-  for (QDockWidget* d : inspection_->docks()) docks_.push_back(d);
+  for (QDockWidget* d : inspection_->docks())
+    docks_.push_back(d);
   tabifyDockWidget(compare_dock, align_dock);
   align_dock->raise();
 }
@@ -253,7 +257,8 @@ void MainWindow::build_actions() {
   }
 
   QMenu* demo = menuBar()->addMenu(tr("&Demo"));
-  demo->addAction(tr("Run the &demo (demo teacher, demo preset, teaching mode)"), this, [this] { start_demo(); });
+  demo->addAction(tr("Run the &demo (demo teacher, demo preset, teaching mode)"), this,
+                  [this] { start_demo(); });
   // The 10-minute class: each stop brings its view to the front and says what to show.
   QMenu* tour = demo->addMenu(tr("&Guided tour (10 minutes)"));
   int stop_number = 1;
@@ -316,8 +321,7 @@ bool MainWindow::start_run(qint64 stop_at_step) {
   }
   launch::RunRequest request;
   request.recipe = *recipe;
-  request.session =
-      launch::default_session_path(recipe->name, panel_->sessions_folder().toStdString());
+  request.session = launch::default_session_path(recipe->name, panel_->sessions_folder().toStdString());
   panel_->save_settings();
   controller_->start(std::move(request), stop_at_step);
   return true;
@@ -334,7 +338,10 @@ void MainWindow::start_demo(qint64 stop_at_step) {
 bool MainWindow::resume_session(const QString& path, QString* error) {
   if (controller_->active()) {
     const QString e = tr("A run is in progress; stop it before resuming another.");
-    if (error) *error = e; else show_error(tr("Resume"), e);
+    if (error)
+      *error = e;
+    else
+      show_error(tr("Resume"), e);
     return false;
   }
   try {
@@ -344,7 +351,10 @@ bool MainWindow::resume_session(const QString& path, QString* error) {
     controller_->start(std::move(request));
     return true;
   } catch (const std::exception& e) {
-    if (error) *error = QString::fromUtf8(e.what()); else show_error(tr("Resume"), QString::fromUtf8(e.what()));
+    if (error)
+      *error = QString::fromUtf8(e.what());
+    else
+      show_error(tr("Resume"), QString::fromUtf8(e.what()));
     return false;
   }
 }
@@ -365,8 +375,8 @@ bool MainWindow::open_session(const QString& path, QString* error) {
     add_recent(path);
     update_documents_list();
     select_document(static_cast<int>(documents_.size()) - 1);
-    statusBar()->showMessage(tr("%1: %2").arg(documents_.back()->title, documents_.back()->file->state_text()),
-                             10000);
+    statusBar()->showMessage(
+        tr("%1: %2").arg(documents_.back()->title, documents_.back()->file->state_text()), 10000);
     return true;
   } catch (const std::exception& e) {
     if (error)
@@ -399,7 +409,8 @@ void MainWindow::show_current() {
   loss_view_->set_data(data);
   alignment_view_->set_data(data);
   const bool file = current_ >= 0 && documents_[current_]->file;
-  if (file && inspection_ && !controller_->active()) inspection_->set_knob_values(documents_[current_]->file->knobs());
+  if (file && inspection_ && !controller_->active())
+    inspection_->set_knob_values(documents_[current_]->file->knobs());
   resume_session_->setEnabled(!controller_->active() && file && documents_[current_]->file->resumable());
   update_step_slider();
   refresh_views(true);
@@ -412,7 +423,8 @@ void MainWindow::update_documents_list() {
     auto* item = new QListWidgetItem(d->title, sessions_list_);
     item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
     item->setCheckState(d->compare ? Qt::Checked : Qt::Unchecked);
-    item->setToolTip(d->file ? d->file->path() + "\n" + d->file->state_text() : controller_->info().session_path);
+    item->setToolTip(d->file ? d->file->path() + "\n" + d->file->state_text()
+                             : controller_->info().session_path);
   }
   sessions_list_->setCurrentRow(current_);
 }
@@ -514,7 +526,8 @@ void MainWindow::add_recent(const QString& path) {
   const QString abs = QFileInfo(path).absoluteFilePath();
   recent.removeAll(abs);
   recent.prepend(abs);
-  while (recent.size() > 10) recent.removeLast();
+  while (recent.size() > 10)
+    recent.removeLast();
   s.setValue("recent_sessions", recent);
   rebuild_recent_menu();
 }

@@ -10,15 +10,24 @@ namespace hedgelab::gui {
 
 const char* to_string(UiRunState s) {
   switch (s) {
-    case UiRunState::Idle: return "idle";
-    case UiRunState::Loading: return "loading";
-    case UiRunState::Running: return "running";
-    case UiRunState::Pausing: return "pausing";
-    case UiRunState::Paused: return "paused";
-    case UiRunState::Stopping: return "stopping";
-    case UiRunState::Stopped: return "stopped";
-    case UiRunState::Finished: return "finished";
-    case UiRunState::Failed: return "failed";
+    case UiRunState::Idle:
+      return "idle";
+    case UiRunState::Loading:
+      return "loading";
+    case UiRunState::Running:
+      return "running";
+    case UiRunState::Pausing:
+      return "pausing";
+    case UiRunState::Paused:
+      return "paused";
+    case UiRunState::Stopping:
+      return "stopping";
+    case UiRunState::Stopped:
+      return "stopped";
+    case UiRunState::Finished:
+      return "finished";
+    case UiRunState::Failed:
+      return "failed";
   }
   return "?";
 }
@@ -84,7 +93,9 @@ RunController::RunController(QObject* parent) : QObject(parent) {
   });
   connect(worker_, &RunWorker::step_reported, this, &RunController::on_step);
   connect(worker_, &RunWorker::eval_reported, this,
-          [this](const QString& stage, const snapshot::EvalReport& e) { data_.add_eval(stage.toStdString(), e); });
+          [this](const QString& stage, const snapshot::EvalReport& e) {
+            data_.add_eval(stage.toStdString(), e);
+          });
   connect(worker_, &RunWorker::probe_reported, this, [this](const SnapshotPtr& s) {
     views::SnapshotEntry e;
     e.snapshot = s;

@@ -22,11 +22,11 @@ const char* to_string(UiRunState state);
 // Progress for the progress area, derived from the step reports as they arrive.
 struct RunProgress {
   QString stage;
-  qint64 step = 0, stage_steps = 0;          // in the stage
-  qint64 steps_done = 0, total_steps = 0;    // both stages
+  qint64 step = 0, stage_steps = 0;        // in the stage
+  qint64 steps_done = 0, total_steps = 0;  // both stages
   double tokens_per_second = 0.0;
-  double seconds_per_step = 0.0;             // wall time between reports, smoothed (probes included)
-  double eta_seconds = -1.0;                 // −1 = not known yet
+  double seconds_per_step = 0.0;  // wall time between reports, smoothed (probes included)
+  double eta_seconds = -1.0;      // −1 = not known yet
   double loss = 0.0;
 };
 

@@ -44,7 +44,8 @@ const FieldSpec kFields[] = {
     {"stage2.kd_temperature", "KD temperature τ", "Softmax temperature of the distillation KL"},
     {"stage2.align_weight", "λ_align", "Weight of the per-layer cosine alignment in stage 2"},
     {"data.eval_every", "Evaluate every", "Steps between held-out perplexity evaluations"},
-    {"data.probe_every", "Probe every", "Steps between probe snapshots (attention maps, internals); 0 = none"},
+    {"data.probe_every", "Probe every",
+     "Steps between probe snapshots (attention maps, internals); 0 = none"},
     {"data.checkpoint_every", "Checkpoint every", "Steps between resumable checkpoints"},
     {"data.probe_text", "Probe text", "The text whose attention maps the inspection views show"},
     {"seed", "Seed", "Seed of the batch order"},
@@ -119,8 +120,9 @@ RunPanel::RunPanel(bool cuda_available, QWidget* parent) : QWidget(parent) {
     h->addWidget(browse);
     QLineEdit* target = edit;
     connect(browse, &QPushButton::clicked, this, [this, target, folder] {
-      const QString picked = folder ? QFileDialog::getExistingDirectory(this, tr("Choose a folder"), target->text())
-                                    : QFileDialog::getOpenFileName(this, tr("Choose a corpus"), target->text());
+      const QString picked =
+          folder ? QFileDialog::getExistingDirectory(this, tr("Choose a folder"), target->text())
+                 : QFileDialog::getOpenFileName(this, tr("Choose a corpus"), target->text());
       if (!picked.isEmpty()) target->setText(picked);
     });
     connect(edit, &QLineEdit::textChanged, this, [this] { revalidate(); });
@@ -332,10 +334,12 @@ void RunPanel::set_run_controls(bool can_start, bool can_pause, bool can_resume,
 }
 
 void RunPanel::show_progress(const RunProgress& p, const QString& state) {
-  stage_->setText(p.stage.isEmpty() ? state
-                                    : tr("%1 — %2, step %3 of %4").arg(state, p.stage).arg(p.step).arg(p.stage_steps));
+  stage_->setText(p.stage.isEmpty()
+                      ? state
+                      : tr("%1 — %2, step %3 of %4").arg(state, p.stage).arg(p.step).arg(p.stage_steps));
   bar_->setValue(p.total_steps > 0 ? static_cast<int>(1000.0 * p.steps_done / p.total_steps) : 0);
-  bar_->setFormat(p.total_steps > 0 ? QString("%1 / %2 steps").arg(p.steps_done).arg(p.total_steps) : QString());
+  bar_->setFormat(p.total_steps > 0 ? QString("%1 / %2 steps").arg(p.steps_done).arg(p.total_steps)
+                                    : QString());
   numbers_->setText(tr("loss %1 · %2 tokens/s · ETA %3")
                         .arg(p.loss, 0, 'f', 4)
                         .arg(p.tokens_per_second, 0, 'f', 0)

@@ -60,8 +60,7 @@ class RunPanel : public QWidget {
   void revalidate();
   distill::RecipeConfig build_recipe() const;  // throws hedgelab::Error naming the field
   void load_preset_fields();
-  QLineEdit* add_field(QFormLayout* form, const QString& path, const QString& label,
-                       const QString& tooltip);
+  QLineEdit* add_field(QFormLayout* form, const QString& path, const QString& label, const QString& tooltip);
 
   QComboBox* preset_ = nullptr;
   QLineEdit* teacher_ = nullptr;

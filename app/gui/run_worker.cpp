@@ -39,8 +39,9 @@ class RunWorker::Reports : public run::RunObserver {
   // The recorder writes the checkpoint after this observer heard of it: report it once it is on disk.
   void report_checkpoint() {
     if (pending_why_.empty() || !w_->session_) return;
-    Q_EMIT w_->checkpoint_saved(QString::fromStdString(pending_why_),
-                                QString::fromStdString(w_->session_->recorder().last_checkpoint_dir().string()));
+    Q_EMIT w_->checkpoint_saved(
+        QString::fromStdString(pending_why_),
+        QString::fromStdString(w_->session_->recorder().last_checkpoint_dir().string()));
     pending_why_.clear();
   }
 

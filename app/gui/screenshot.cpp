@@ -27,7 +27,9 @@ bool image_is_blank(const QString& path) {
 bool save_screenshot(MainWindow& window, const QString& view, const QString& path, QString* error) {
   QWidget* widget = window.view_widget(view.isEmpty() ? QStringLiteral("window") : view);
   if (!widget) {
-    if (error) *error = "--view: unknown view '" + view + "' (expected one of: " + window.view_names().join(", ") + ")";
+    if (error)
+      *error =
+          "--view: unknown view '" + view + "' (expected one of: " + window.view_names().join(", ") + ")";
     return false;
   }
   // A view in a tabbed or hidden dock: bring it to the front so it has a size and is laid out.

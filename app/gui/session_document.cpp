@@ -23,7 +23,8 @@ QString SessionDocument::title() const {
 
 QString SessionDocument::state_text() const {
   const auto& c = reader_.contents();
-  return QString::fromStdString(sessions::to_string(c.state)) + " — " + QString::fromStdString(c.state_detail);
+  return QString::fromStdString(sessions::to_string(c.state)) + " — " +
+         QString::fromStdString(c.state_detail);
 }
 
 void SessionDocument::load(const std::function<void(int, int)>& progress) {
@@ -35,7 +36,8 @@ void SessionDocument::load(const std::function<void(int, int)>& progress) {
   for (const auto& r : c.runs)
     if (r == "hedgemamba") run_ = r;
   try {
-    const auto recipe = distill::RecipeConfig::from_json(c.provenance.recipe, path_.toStdString() + ": recipe");
+    const auto recipe =
+        distill::RecipeConfig::from_json(c.provenance.recipe, path_.toStdString() + ": recipe");
     data_.set_stage_steps(recipe.stage1_steps(), recipe.stage2_steps());
     knobs_.lr = recipe.stage1.lr;
     knobs_.ce_weight = recipe.stage2.ce_weight;

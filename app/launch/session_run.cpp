@@ -10,7 +10,8 @@
 
 namespace hedgelab::launch {
 
-std::filesystem::path default_session_path(const std::string& recipe_name, const std::filesystem::path& folder) {
+std::filesystem::path default_session_path(const std::string& recipe_name,
+                                           const std::filesystem::path& folder) {
   const std::time_t now = std::time(nullptr);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
@@ -31,7 +32,8 @@ std::filesystem::path continuation_path(const std::filesystem::path& from) {
 
 distill::RecipeConfig recipe_of_session(const std::filesystem::path& session) {
   auto reader = sessions::SessionReader::open(session);
-  return distill::RecipeConfig::from_json(reader.provenance().recipe, session.string() + ": provenance recipe");
+  return distill::RecipeConfig::from_json(reader.provenance().recipe,
+                                          session.string() + ": provenance recipe");
 }
 
 run::ProbeText probe_text_of(const io::Tokenizer& tok, const std::string& text) {
@@ -71,14 +73,15 @@ SessionRun::SessionRun(RunRequest request, run::RunObserver* observer) {
     session_path_ = request.resume_from.empty() ? default_session_path(recipe_.name)
                                                 : continuation_path(request.resume_from);
   if (std::filesystem::exists(session_path_))
-    throw Error(session_path_.string(), "exists already; a session is never overwritten (choose another file)");
+    throw Error(session_path_.string(),
+                "exists already; a session is never overwritten (choose another file)");
   if (session_path_.has_parent_path()) check_writable_folder(session_path_.parent_path());
 
   teacher_.emplace(load_teacher(recipe_.teacher == "demo" ? "" : recipe_.teacher));
   tokenizer_.emplace(load_tokenizer(teacher_->folder));
-  corpus_ = std::make_unique<data::TokenCorpus>(load_corpus_with(
-      *tokenizer_, recipe_.corpus == "default" ? "" : recipe_.corpus, request.use_cache,
-      recipe_.data.heldout_fraction));
+  corpus_ = std::make_unique<data::TokenCorpus>(
+      load_corpus_with(*tokenizer_, recipe_.corpus == "default" ? "" : recipe_.corpus, request.use_cache,
+                       recipe_.data.heldout_fraction));
   const run::ProbeText probe = probe_text_of(*tokenizer_, recipe_.data.probe_text);
   const sessions::Provenance provenance =
       sessions::provenance_for(recipe_, teacher_->dir, teacher_->folder.weight_files(), *corpus_);

@@ -19,11 +19,11 @@
 namespace hedgelab::launch {
 
 struct RunRequest {
-  distill::RecipeConfig recipe;          // resuming: the session's (recipe_of_session), teacher/corpus may move
-  std::filesystem::path session;         // where the session goes; empty = default_session_path / continuation
-  std::filesystem::path resume_from;     // a session to continue from its last complete checkpoint
+  distill::RecipeConfig recipe;       // resuming: the session's (recipe_of_session), teacher/corpus may move
+  std::filesystem::path session;      // where the session goes; empty = default_session_path / continuation
+  std::filesystem::path resume_from;  // a session to continue from its last complete checkpoint
   std::string run_name = "hedgemamba";
-  bool use_cache = true;                 // the corpus's tokenization cache
+  bool use_cache = true;  // the corpus's tokenization cache
 };
 
 class SessionRun {

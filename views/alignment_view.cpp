@@ -51,18 +51,14 @@ AlignmentView::AlignmentView(QWidget* parent) : QWidget(parent) {
   split->addWidget(bars_);
   split->addWidget(maps);
   layout->addWidget(split, 1);
-  forced_->set_hover_text([this](double x, double y) {
-    const int c = static_cast<int>(std::lround(x)), l = static_cast<int>(std::lround(y));
-    const double v = forced_->heatmap_value(l, c);
-    if (!data_ || std::isnan(v) || c >= static_cast<int>(data_->snapshots().size())) return QString();
-    return tr("layer %1, step %2: %3").arg(l).arg(data_->snapshots()[c].x).arg(v, 0, 'f', 4);
-  });
-  free_->set_hover_text([this](double x, double y) {
-    const int c = static_cast<int>(std::lround(x)), l = static_cast<int>(std::lround(y));
-    const double v = free_->heatmap_value(l, c);
-    if (!data_ || std::isnan(v) || c >= static_cast<int>(data_->snapshots().size())) return QString();
-    return tr("layer %1, step %2: %3").arg(l).arg(data_->snapshots()[c].x).arg(v, 0, 'f', 4);
-  });
+  // Hover on either history map: the layer, the snapshot's step and the cosine there.
+  for (PlotCanvas* map : {forced_, free_})
+    map->set_hover_text([this, map](double x, double y) {
+      const int c = static_cast<int>(std::lround(x)), l = static_cast<int>(std::lround(y));
+      const double v = map->heatmap_value(l, c);
+      if (!data_ || std::isnan(v) || c >= static_cast<int>(data_->snapshots().size())) return QString();
+      return tr("layer %1, step %2: %3").arg(l).arg(data_->snapshots()[c].x).arg(v, 0, 'f', 4);
+    });
 }
 
 void AlignmentView::set_data(const RunData* data) {

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # ONE device call for the GPU path (issue 7): builds HedgeLab's CUDA targets against PyTorch's LibTorch with
 # the GUI off (scripts/gpu-build.sh), runs the cuda-labelled tests, then the benchmarks (the fused scan,
-# bench_scan_cuda; the models at Pythia shapes, bench_gpu_models and bench/gpu_hf_teacher.py; the scan's peers,
-# bench/gpu_scan_peers.py), and leaves logs and results under $OUT.
+# bench_scan_cuda; the models at Pythia shapes, bench_gpu_models and bench/gpu_hf_teacher.py; the recipe's own
+# step through DistillRun, bench_gpu_recipe_step; the scan's peers, bench/gpu_scan_peers.py), and leaves logs
+# and results under $OUT.
 # Prepare HERE:  HEDGELAB_GPU_WORKTREE=1 bash scripts/gpu-prepare.sh   (and the peers' sources in .peers/)
 # Then call the device with carry [".gpu-tree", ".peers"] and the command
 #   cd .gpu-tree && bash scripts/gpu-all.sh
 # Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench models peers"; a subset
 # skips the rest), HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer
-# driver arguments, e.g. --shapes 8192:128 --budget-s 120).
+# driver arguments, e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export OUT="${OUT:-$ROOT/out}"
@@ -16,7 +17,7 @@ mkdir -p "$OUT"
 export HEDGELAB_GPU_BUILD_DIR="${HEDGELAB_GPU_BUILD_DIR:-/tmp/hlb}"
 BUILD="$HEDGELAB_GPU_BUILD_DIR"
 PEERS="${HEDGELAB_GPU_PEERS:-$ROOT/../.peers}"
-steps="${HEDGELAB_GPU_STEPS:-build tests bench models peers}"
+steps="${HEDGELAB_GPU_STEPS:-build tests bench models recipe peers}"
 has() { [[ " $steps " == *" $1 "* ]]; }
 log="$OUT/log"
 echo "== gpu-all: $(date -u +%FT%TZ) steps: $steps" | tee -a "$log"
@@ -24,7 +25,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 if has build; then
   t0=$(date +%s)
-  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan bench_scan_cuda bench_gpu_models}" HEDGELAB_GPU_SKIP_TESTS=1 \
+  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step}" HEDGELAB_GPU_SKIP_TESTS=1 \
     bash "$ROOT/scripts/gpu-build.sh" >>"$log" 2>&1
   rc=$?
   echo "build rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$log"
@@ -56,6 +57,13 @@ if has models; then
     PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_hf_teacher.py" ${HEDGELAB_HF_ARGS:-}; } >"$OUT/models.jsonl" 2>>"$log"
   echo "models rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   cat "$OUT/models.jsonl"
+fi
+
+if has recipe; then
+  t0=$(date +%s)
+  "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} >"$OUT/recipe.jsonl" 2>>"$log"
+  echo "recipe rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+  cat "$OUT/recipe.jsonl"
 fi
 
 if has peers; then

@@ -256,6 +256,20 @@ class TestHedgeMambaScan : public QObject {
     QVERIFY(registered_fused_scan() == nullptr);
   }
 
+  // Autocast gives the mixer bf16 projections and float32 Δ and feature maps: the dispatch runs the ATen form
+  // in the widest dtype (here float64, so the result is the all-float64 one).
+  void dispatch_runs_mixed_dtypes_in_the_widest() {
+    const ScanInputs in = random_inputs(2, 3, 37, 4, 6);
+    const ScanOutput want = sequential(in);
+    const ScanInputs f32 = in.to(at::kFloat);
+    const ScanOutput got = hedge_mamba_scan(in.x, f32.Bm, f32.Cm, in.dt, f32.A, 16);
+    QCOMPARE(got.num.scalar_type(), at::kDouble);
+    const ScanOutput ref = hedge_mamba_scan_sequential(in.x, f32.Bm.to(at::kDouble), f32.Cm.to(at::kDouble),
+                                                       in.dt, f32.A.to(at::kDouble));
+    QVERIFY(output_err(got, ref) < 1e-10);
+    QVERIFY(output_err(got, want) < 1e-5);  // only the float32 rounding of B, C, A
+  }
+
   void bad_shapes_are_rejected() {
     const ScanInputs in = random_inputs(1, 2, 10, 3, 4);
     auto throws = [](auto&& f) {

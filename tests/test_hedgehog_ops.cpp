@@ -317,6 +317,21 @@ class TestHedgehogOps : public QObject {
     }
   }
 
+  // Autocast hands the attention float32 feature maps and a lower-precision v: the ATen forms run the
+  // widest dtype, so the result is the all-float64 one when one input is float64.
+  void mixed_dtypes_run_in_the_widest() {
+    const at::Tensor q = random_features(2, 3, 37, 8, kF32), k = random_features(2, 3, 37, 8, kF32);
+    const at::Tensor v = at::randn({2, 3, 37, 8}, kF32);  // [B,H,T,P]
+    const auto f64 = at::kDouble;
+    const at::Tensor want = linear_attention_quadratic(q.to(f64), k.to(f64), v.to(f64), 1e-6);
+    const at::Tensor chunked = linear_attention_chunked(q, k, v.to(f64), 16, 1e-6);
+    const at::Tensor quadratic = linear_attention_quadratic(q.to(f64), k, v, 1e-6);
+    QCOMPARE(chunked.scalar_type(), f64);
+    QCOMPARE(quadratic.scalar_type(), f64);
+    QVERIFY(relative_error(chunked, want) < 1e-12);
+    QVERIFY(relative_error(quadratic, want) < 1e-12);
+  }
+
   void shape_mismatch_is_rejected() {
     const at::Tensor q = random_features(1, 2, 5, 3, kF32);
     bool thrown = false;

@@ -237,7 +237,10 @@ class TestRecipe : public QObject {
 
   void overrides_are_merged_and_validated() {
     RecipeConfig c = load_preset("pythia-160m");
-    apply_overrides(c, json{{"stage1", {{"tokens", 1000}}}, {"device", "cpu"}});
+    // bf16 is CUDA autocast: moving a GPU preset to the CPU needs float32 too, and says so.
+    HL_EXPECT_ERROR(apply_overrides(c, json{{"device", "cpu"}}), "command line: dtype", "float32", "\"cpu\"");
+    QCOMPARE(c.device, std::string("cuda"));  // a refused override leaves the recipe as it was
+    apply_overrides(c, json{{"stage1", {{"tokens", 1000}}}, {"device", "cpu"}, {"dtype", "float32"}});
     QCOMPARE(c.stage1.tokens, int64_t(1000));
     QCOMPARE(c.device, std::string("cpu"));
     QCOMPARE(c.stage1.lr, load_preset("pythia-160m").stage1.lr);  // untouched fields stay

@@ -122,6 +122,12 @@ int run_distill(const Args& args) {
       .option("tokens-stage1", "N", "stage-1 token budget", "")
       .option("tokens-stage2", "N", "stage-2 token budget", "")
       .option("seed", "S", "seed of batch order and the direct baseline's init", "")
+      .option("device", "D", "cpu or cuda (allowed with --resume: a run may continue elsewhere)", "")
+      .option("dtype", "T", "float32, or bfloat16 on cuda (bf16 autocast, float32 weights and losses)", "")
+      .option("batch-size", "B", "windows a micro-batch (with --resume: batch-size × accumulation must stay)",
+              "")
+      .option("accumulation", "A", "micro-batches an optimizer step", "")
+      .option("checkpointing", "on|off", "activation checkpointing (recompute blocks in the backward)", "")
       .option("ablation", "NAME",
               "run the recipe with one ablation of docs/method.md §5 (no_gate, no_conv,\n"
               "no_selective_decay, split_10_90, split_25_75, split_50_50, split_75_25)",
@@ -168,6 +174,17 @@ int run_distill(const Args& args) {
   if (!p.str("tokens-stage1").empty()) overrides["stage1"]["tokens"] = p.integer("tokens-stage1", 0);
   if (!p.str("tokens-stage2").empty()) overrides["stage2"]["tokens"] = p.integer("tokens-stage2", 0);
   if (!p.str("seed").empty()) overrides["seed"] = p.integer("seed", 0);
+  // Where and how the run executes: these may change when a run continues (run::DistillRun::restore).
+  if (!p.str("device").empty()) overrides["device"] = p.str("device");
+  if (!p.str("dtype").empty()) overrides["dtype"] = p.str("dtype");
+  if (!p.str("batch-size").empty()) overrides["data"]["batch_size"] = p.integer("batch-size", 1);
+  if (!p.str("accumulation").empty()) overrides["data"]["accumulation"] = p.integer("accumulation", 1);
+  if (!p.str("checkpointing").empty()) {
+    const std::string c = p.str("checkpointing");
+    if (c != "on" && c != "off")
+      throw UsageError("distill: --checkpointing: expected on or off, got '" + c + "'");
+    overrides["activation_checkpointing"] = c == "on";
+  }
   distill::apply_overrides(recipe, overrides, "command line");
   if (!p.str("ablation").empty()) {
     if (!resume_from.empty() || p.enabled("compare"))
@@ -258,10 +275,16 @@ int run_distill(const Args& args) {
                  session.resumed() ? " (resumed at step " + std::to_string(run.steps_done()) + ")" : "");
     const auto state = session.step(p.integer("stop-at-step", 0));
     progress.finish();
-    if (state == snapshot::RunState::Paused)
+    if (state == snapshot::RunState::Paused) {
+      std::string how = "--resume " + session_path.string();
+      if (run.last_error().find("out of memory") != std::string::npos && recipe.data.batch_size > 1)
+        how += " --batch-size " + std::to_string(recipe.data.batch_size / 2) + " --accumulation " +
+               std::to_string(recipe.data.accumulation * 2) +
+               (recipe.data.batch_size % 2 ? " (odd: pick a divisor)" : "");
       throw Error("distill", run.last_error() + " (the last good state is checkpointed in " +
-                                 session.recorder().last_checkpoint_dir().string() +
-                                 "; resume with --resume " + session_path.string() + ")");
+                                 session.recorder().last_checkpoint_dir().string() + "; resume with " + how +
+                                 ")");
+    }
     if (run.stage() == "done") {
       snapshot::RunSummary t;
       t.run = "teacher";

@@ -1,5 +1,6 @@
 #include "app/gui/run_panel.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
 #include <QFileDialog>
@@ -140,6 +141,20 @@ RunPanel::RunPanel(bool cuda_available, QWidget* parent) : QWidget(parent) {
     device_->setToolTip(tr("This build's LibTorch has no CUDA device"));
   }
   sf->addRow(tr("Device"), device_);
+  precision_ = new QComboBox(source);
+  precision_->setObjectName("dtype");
+  precision_->addItem(tr("float32"), "float32");
+  precision_->addItem(tr("bfloat16 autocast (CUDA)"), "bfloat16");
+  precision_->setToolTip(
+      tr("bfloat16: matmuls on the GPU's tensor cores in bf16; weights, optimizer state and losses stay "
+         "float32"));
+  sf->addRow(tr("Precision"), precision_);
+  checkpointing_ = new QCheckBox(tr("Recompute blocks in the backward"), source);
+  checkpointing_->setObjectName("activation_checkpointing");
+  checkpointing_->setToolTip(
+      tr("Activation checkpointing: keeps only each block's input, trading one more "
+         "forward for memory (for long contexts and large teachers)"));
+  sf->addRow(tr("Checkpointing"), checkpointing_);
   threads_ = new QSpinBox(source);
   threads_->setObjectName("threads");
   threads_->setRange(0, 256);
@@ -200,7 +215,14 @@ RunPanel::RunPanel(bool cuda_available, QWidget* parent) : QWidget(parent) {
   outer->addStretch(1);
 
   connect(preset_, &QComboBox::currentTextChanged, this, [this] { load_preset_fields(); });
-  connect(device_, &QComboBox::currentIndexChanged, this, [this] { revalidate(); });
+  connect(device_, &QComboBox::currentIndexChanged, this, [this] {
+    // bf16 is CUDA autocast: a run moved to the CPU computes in float32.
+    if (device_->currentData().toString() == "cpu")
+      precision_->setCurrentIndex(precision_->findData("float32"));
+    revalidate();
+  });
+  connect(precision_, &QComboBox::currentIndexChanged, this, [this] { revalidate(); });
+  connect(checkpointing_, &QCheckBox::toggled, this, [this] { revalidate(); });
   connect(threads_, &QSpinBox::valueChanged, this, [this] { revalidate(); });
   const int demo = preset_->findText("demo");
   if (demo >= 0) preset_->setCurrentIndex(demo);
@@ -234,6 +256,9 @@ void RunPanel::load_preset_fields() {
     threads_->setValue(static_cast<int>(preset.threads));
     const int d = device_->findData(QString::fromStdString(preset.device));
     if (d >= 0) device_->setCurrentIndex(d);
+    const int p = precision_->findData(QString::fromStdString(preset.dtype));
+    if (p >= 0) precision_->setCurrentIndex(p);
+    checkpointing_->setChecked(preset.activation_checkpointing);
   } catch (const std::exception& e) {
     error_ = QString::fromUtf8(e.what());
   }
@@ -248,6 +273,8 @@ distill::RecipeConfig RunPanel::build_recipe() const {
   overrides["teacher"] = teacher.isEmpty() ? "demo" : teacher.toStdString();
   overrides["corpus"] = corpus.isEmpty() ? "default" : corpus.toStdString();
   overrides["device"] = device_->currentData().toString().toStdString();
+  overrides["dtype"] = precision_->currentData().toString().toStdString();
+  overrides["activation_checkpointing"] = checkpointing_->isChecked();
   overrides["threads"] = threads_->value();
   for (const auto& [path, edit] : fields_)
     overrides.merge_patch(nested(path, value_json(path, edit->text())));
@@ -327,7 +354,8 @@ void RunPanel::set_run_controls(bool can_start, bool can_pause, bool can_resume,
   pause_->setEnabled(can_pause || can_resume);
   pause_->setText(can_resume ? tr("Resume") : tr("Pause"));
   stop_->setEnabled(can_stop);
-  for (auto* w : std::initializer_list<QWidget*>{preset_, teacher_, corpus_, sessions_, device_, threads_})
+  for (auto* w : std::initializer_list<QWidget*>{preset_, teacher_, corpus_, sessions_, device_, precision_,
+                                                 checkpointing_, threads_})
     w->setEnabled(can_start);
   for (auto& [path, edit] : fields_)
     edit->setEnabled(can_start);
@@ -358,6 +386,8 @@ void RunPanel::save_settings() const {
   s.setValue("corpus", corpus_->text());
   s.setValue("sessions_folder", sessions_->text());
   s.setValue("device", device_->currentData());
+  s.setValue("dtype", precision_->currentData());
+  s.setValue("activation_checkpointing", checkpointing_->isChecked());
   s.setValue("threads", threads_->value());
   s.endGroup();
 }
@@ -371,6 +401,9 @@ void RunPanel::load_settings() {
   sessions_->setText(s.value("sessions_folder").toString());
   const int d = device_->findData(s.value("device", "cpu"));
   if (d >= 0 && device_->itemData(d, Qt::UserRole - 1) != 0) device_->setCurrentIndex(d);
+  const int p = precision_->findData(s.value("dtype", "float32"));
+  if (p >= 0) precision_->setCurrentIndex(p);
+  checkpointing_->setChecked(s.value("activation_checkpointing", false).toBool());
   threads_->setValue(s.value("threads", threads_->value()).toInt());
   s.endGroup();
   revalidate();

@@ -10,6 +10,7 @@
 
 #include "core/distill/recipe.h"
 
+class QCheckBox;
 class QComboBox;
 class QFormLayout;
 class QLabel;
@@ -67,6 +68,8 @@ class RunPanel : public QWidget {
   QLineEdit* corpus_ = nullptr;
   QLineEdit* sessions_ = nullptr;
   QComboBox* device_ = nullptr;
+  QComboBox* precision_ = nullptr;
+  QCheckBox* checkpointing_ = nullptr;
   QSpinBox* threads_ = nullptr;
   std::map<QString, QLineEdit*> fields_;  // recipe path → editor
   QLabel* error_label_ = nullptr;

@@ -140,6 +140,7 @@ void visit_recipe(C& c, V& v) {
   v.choice("device", c.device, Choice{&kDevices});
   v.choice("dtype", c.dtype, Choice{&kDtypes});
   v.integer("threads", c.threads, IntRange{0, 1024, {}});
+  v.boolean("activation_checkpointing", c.activation_checkpointing);
 
   v.begin("data");
   v.integer("context", c.data.context, IntRange{2, 1 << 20, {}});
@@ -440,6 +441,9 @@ json RecipeConfig::to_json() const {
 void RecipeConfig::validate(const std::string& source) const {
   Validator v(source);
   visit_recipe(*this, v);
+  if (dtype == "bfloat16" && device != "cuda")
+    throw Error(source + ": dtype", "expected \"float32\" on device \"" + device +
+                                        "\" (\"bfloat16\" is CUDA autocast), got \"bfloat16\"");
 }
 
 int64_t steps_for_tokens(int64_t tokens, const DataConfig& data) {

@@ -78,8 +78,9 @@ struct RecipeConfig {
   std::string corpus = "default";  // a file/folder, or "default" for the KJV text
   int64_t seed = 0;
   std::string device = "cpu";     // cpu | cuda
-  std::string dtype = "float32";  // float32 | bfloat16
+  std::string dtype = "float32";  // float32 | bfloat16 (cuda only: bf16 autocast, float32 weights and losses)
   int64_t threads = 0;            // CPU threads; 0 = the library's choice
+  bool activation_checkpointing = false;  // recompute each block in the backward instead of keeping it
   DataConfig data;
   ModelConfig model;
   Stage1Config stage1;

@@ -24,6 +24,7 @@ bool contains(const std::vector<std::string>& v, const char* name) {
 
 models::HedgehogLM clone_stage1(const models::HedgehogLM& from) {
   models::HedgehogLM copy(from->config(), from->options());
+  copy->to(from->base()->lm_head_weight().device());
   models::detail::copy_parameters(*from, *copy, "stage-1 copy");
   return copy;
 }
@@ -39,6 +40,7 @@ RecipeRunner::RecipeRunner(RecipeConfig recipe, models::GptNeoXForCausalLM teach
 double RecipeRunner::evaluate(const std::function<at::Tensor(const at::Tensor&)>& logits_of,
                               int64_t max_windows) const {
   at::NoGradGuard no_grad;
+  const ops::AutocastScope autocast(autocast_of(recipe_));
   const int64_t n =
       max_windows > 0 ? std::min<int64_t>(max_windows, final_windows_.size(0)) : final_windows_.size(0);
   return models::perplexity(logits_of, final_windows_.narrow(0, 0, n), kEvalBatch).perplexity;
@@ -146,7 +148,7 @@ RunSummary RecipeRunner::run_hedgemamba(const RecipeConfig& recipe, const std::s
   summary.run = run;
   models::HedgehogLM stage1 = trained_stage1 ? *trained_stage1 : train_stage1(recipe, run, summary);
   if (trained_stage1) summary.stage1_tokens = recipe.stage1_steps() * recipe.tokens_per_step();
-  auto student = models::HedgeMambaStudentImpl::from_stage1(stage1, mixer_options(recipe));
+  auto student = make_student(stage1, recipe);
   Stage2Model m = stage2_model_of(student);
   const bool kd_from_stage1 = recipe.stage2.kd_target == "stage1";
   train_stage2(recipe, run, m, recipe.stage2.tokens, kd_from_stage1 ? &stage1 : nullptr, summary);
@@ -182,6 +184,7 @@ RunSummary RecipeRunner::run_direct() {
   summary.run = "direct";
   auto student = models::HedgeMambaStudentImpl::direct(teacher_, mixer_options(recipe_),
                                                        static_cast<uint64_t>(recipe_.seed));
+  student->set_activation_checkpointing(recipe_.activation_checkpointing);
   Stage2Model m = stage2_model_of(student);
   // The whole budget goes to the one-step distillation (the KD target is always the teacher here).
   RecipeConfig recipe = recipe_;

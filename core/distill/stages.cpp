@@ -3,25 +3,44 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <spdlog/spdlog.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <optional>
 
 #include "core/common/error.h"
 #include "core/distill/losses.h"
+#include "core/ops/activation_checkpoint.h"
+#include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedgehog_feature_map.h"
 
 namespace hedgelab::distill {
 
+at::Device run_device(const RecipeConfig& recipe) {
+  if (recipe.device == "cpu") return at::Device(at::kCPU);
+  if (recipe.device != "cuda")
+    throw Error(recipe.name + ": device", "expected \"cpu\" or \"cuda\", got \"" + recipe.device + "\"");
+  if (!torch::cuda::is_available())
+    throw Error(recipe.name + ": device",
+                "\"cuda\" but this LibTorch " +
+                    std::string(at::hasCUDA() ? "sees no CUDA device" : "was built without CUDA") +
+                    "; use \"cpu\" or run the GPU build");
+  return at::Device(at::kCUDA, 0);
+}
+
+ops::AutocastSetting autocast_of(const RecipeConfig& recipe) {
+  ops::AutocastSetting s;
+  s.enabled = recipe.device == "cuda" && recipe.dtype == "bfloat16";
+  s.dtype = at::kBFloat16;
+  return s;
+}
+
 at::Tensor prepare_run(const RecipeConfig& recipe, models::GptNeoXForCausalLM& teacher,
                        const data::TokenCorpus& corpus, int64_t max_windows) {
   recipe.validate(recipe.name);
-  if (recipe.device != "cpu")
-    throw Error(recipe.name + ": device",
-                "\"" + recipe.device + "\" runs need the GPU path, not in this build yet; use \"cpu\"");
-  if (recipe.dtype != "float32")
-    throw Error(recipe.name + ": dtype",
-                "\"" + recipe.dtype + "\" needs the GPU path, not in this build yet; use \"float32\"");
+  const at::Device device = run_device(recipe);
+  if (device.is_cuda() && !ops::registered_fused_scan())
+    spdlog::warn("{}: no fused CUDA kernels in this build; the scan runs as chunked ATen ops", recipe.name);
   const int64_t T = recipe.data.context;
   if (T > teacher->config().max_position_embeddings)
     spdlog::warn("data.context {} exceeds the teacher's max_position_embeddings {}", T,
@@ -31,9 +50,11 @@ at::Tensor prepare_run(const RecipeConfig& recipe, models::GptNeoXForCausalLM& t
   heldout.require_tokens(T + 1, "one evaluation window of " + std::to_string(T + 1) + " tokens");
   auto starts = data::eval_window_starts(heldout.size(), T);
   if (static_cast<int64_t>(starts.size()) > max_windows) starts.resize(static_cast<size_t>(max_windows));
+  teacher->to(
+      device);  // every model built from it starts there (float32: the frozen teacher runs autocast too)
   teacher->eval();
   set_all_trainable(*teacher, false);
-  return data::eval_batch(heldout, T, starts);  // [N, T+1]
+  return data::eval_batch(heldout, T, starts).to(device);  // [N, T+1]
 }
 
 models::MixerOptions mixer_options(const RecipeConfig& r) {
@@ -70,6 +91,13 @@ models::HedgehogLM make_stage1_model(const models::GptNeoXForCausalLM& teacher, 
   return hh;
 }
 
+models::HedgeMambaStudent make_student(const models::HedgehogLM& stage1, const RecipeConfig& recipe) {
+  models::HedgeMambaStudent student =
+      models::HedgeMambaStudentImpl::from_stage1(stage1, mixer_options(recipe));
+  student->set_activation_checkpointing(recipe.activation_checkpointing);
+  return student;
+}
+
 NamedTensors trainable_parameters(torch::nn::Module& module) {
   NamedTensors out;
   for (auto& item : module.named_parameters())
@@ -91,6 +119,9 @@ TrainerConfig stage_trainer_config(double weight_decay, const train::WarmupCosin
   c.accumulation = data.accumulation;
   c.total_steps = steps;
   c.eval_every = data.eval_every;
+  c.out_of_memory_hint = "lower data.batch_size (now " + std::to_string(data.batch_size) +
+                         " windows a micro-batch) and raise data.accumulation by the same factor, or turn on "
+                         "activation_checkpointing, then resume";
   return c;
 }
 
@@ -98,8 +129,13 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
                          models::HedgehogLM hh, data::BatchCursor& cursor) {
   const int64_t T = recipe.data.context, L = teacher->config().num_layers;
   const double lambda_attn = recipe.stage1.attn_weight_loss;
+  const ops::AutocastSetting autocast = autocast_of(recipe);
+  // λ_attn needs each layer's weights from the forward, which a recomputed layer does not keep.
+  const bool recompute = recipe.activation_checkpointing && lambda_attn == 0;
+  const at::Device device = teacher->lm_head_weight().device();
   return [=, &cursor](int64_t, int64_t) mutable {
-    at::Tensor ids = cursor.next().narrow(1, 0, T);  // [B, T]
+    at::Tensor ids = cursor.next().narrow(1, 0, T).to(device);  // [B, T]
+    const ops::AutocastScope scope(autocast);
     models::TeacherOutput t;
     {
       at::NoGradGuard no_grad;
@@ -108,9 +144,14 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
     LossParts parts;
     for (int64_t l = 0; l < L; ++l) {
       at::Tensor weights;
-      at::Tensor o_s =
-          hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0,
-                                              lambda_attn > 0 ? &weights : nullptr);  // [B, T, d]
+      at::Tensor o_s;  // [B, T, d]
+      if (recompute)
+        o_s = ops::checkpointed(
+            [hh, l](const at::Tensor& x) { return hh->teacher_forced_attention_output(l, x); },
+            t.attn_input[l]);
+      else
+        o_s = hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0,
+                                                  lambda_attn > 0 ? &weights : nullptr);
       parts.add("cosine.layers." + std::to_string(l), cosine_alignment_loss(o_s, t.attn_output[l]), 1.0 / L);
       if (lambda_attn > 0)
         parts.add("attn_ce.layers." + std::to_string(l),
@@ -160,12 +201,15 @@ StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
   if (!weights) weights = std::make_shared<const Stage2Weights>(Stage2Weights::of(recipe.stage2));
   std::optional<models::HedgehogLM> kd_model;
   if (kd_stage1) kd_model = *kd_stage1;  // a second handle: forward() is not const
+  const ops::AutocastSetting autocast = autocast_of(recipe);
+  const at::Device device = teacher->lm_head_weight().device();
   return [=, &cursor](int64_t, int64_t) mutable {
     const Stage2Weights w = *weights;  // this step's
     const bool align = w.align_weight > 0;
-    at::Tensor batch = cursor.next();            // [B, T+1]
-    at::Tensor ids = batch.narrow(1, 0, T);      // [B, T]
-    at::Tensor targets = batch.narrow(1, 1, T);  // [B, T]
+    const ops::AutocastScope scope(autocast);
+    at::Tensor batch = cursor.next().to(device);  // [B, T+1]
+    at::Tensor ids = batch.narrow(1, 0, T);       // [B, T]
+    at::Tensor targets = batch.narrow(1, 1, T);   // [B, T]
     models::TeacherOutput t;
     at::Tensor kd_logits;
     {

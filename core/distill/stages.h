@@ -15,12 +15,19 @@
 #include "core/models/hedge_mamba.h"
 #include "core/models/hedgehog.h"
 #include "core/models/student.h"
+#include "core/ops/autocast.h"
 
 namespace hedgelab::distill {
 
+// The device a recipe runs on; Error naming `device` when it asks for CUDA and none is usable.
+at::Device run_device(const RecipeConfig& recipe);
+// bf16 CUDA autocast when the recipe says device "cuda" and dtype "bfloat16"; off otherwise.
+ops::AutocastSetting autocast_of(const RecipeConfig& recipe);
+
 // Validates a recipe for a run on `teacher` and `corpus` (device and dtype this build runs, a training batch
 // and an evaluation window in the corpus) and returns the final-evaluation windows [N, T+1]: the held-out
-// split's first windows of the §5 protocol, at most `max_windows`. Puts the teacher in eval mode, frozen.
+// split's first windows of the §5 protocol, at most `max_windows`, on the recipe's device. Moves the teacher
+// to that device (models built from it follow) and puts it in eval mode, frozen.
 at::Tensor prepare_run(const RecipeConfig& recipe, models::GptNeoXForCausalLM& teacher,
                        const data::TokenCorpus& corpus, int64_t max_windows);
 
@@ -30,6 +37,10 @@ models::HedgehogOptions hedgehog_options(const RecipeConfig& recipe);
 
 // A fresh stage-1 model on `teacher` with the recipe's trainable set switched on.
 models::HedgehogLM make_stage1_model(const models::GptNeoXForCausalLM& teacher, const RecipeConfig& recipe);
+
+// The stage-2 student initialised from stage 1 (§4), with the recipe's mixer options and activation
+// checkpointing, on stage 1's device.
+models::HedgeMambaStudent make_student(const models::HedgehogLM& stage1, const RecipeConfig& recipe);
 
 // The requires_grad parameters of a module, by name.
 NamedTensors trainable_parameters(torch::nn::Module& module);

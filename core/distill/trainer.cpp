@@ -2,12 +2,14 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <new>
 #include <set>
 #include <sstream>
 
@@ -18,6 +20,22 @@
 namespace hedgelab::distill {
 
 namespace {
+
+at::Tensor host_copy(const at::Tensor& t) {
+  return t.detach().to(at::kCPU, t.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+}
+
+// The step's memory ran out (a CUDA allocation, or a host one): the run can go on with smaller micro-batches.
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e)) return true;
+  const std::string what = e.what();
+  return what.find("CUDA out of memory") != std::string::npos ||
+         what.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos;
+}
+
+std::string first_line_of(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
 
 // "align.layers.3" / "layers.3.mixer.delta_bias" → " (layer 3)"; empty when the name carries no layer.
 std::string layer_note(const std::string& name) {
@@ -241,6 +259,20 @@ RunState Trainer::run_until(int64_t step_limit) {
     } catch (const std::exception& e) {
       for (auto& entry_p : params_)
         entry_p.second.mutable_grad().reset();
+      if (is_out_of_memory(e)) {
+        // Nothing was applied (the update comes after every micro-batch): pause, so that the caller keeps
+        // the last good state and can continue with a smaller micro-batch.
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          last_error_ = "step " + std::to_string(step_.load() + 1) + ": out of memory (" +
+                        first_line_of(e.what()) + "); nothing was applied, paused before the step" +
+                        (config_.out_of_memory_hint.empty() ? "" : "; " + config_.out_of_memory_hint);
+        }
+        bool keep_going = false;
+        const RunState s = paused(last_error(), keep_going);
+        if (!keep_going) return s;
+        continue;
+      }
       const std::string reason = "step " + std::to_string(step_.load() + 1) + ": " + e.what();
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -426,11 +458,12 @@ void Trainer::save(NamedTensors& out, bool include_parameters) const {
   out.emplace_back("trainer.tokens_seen", int_scalar(tokens_seen_.load()));
   for (size_t i = 0; i < params_.size(); ++i) {
     const std::string& name = params_[i].first;
-    // Copies: training goes on mutating the live moments in place.
-    out.emplace_back("adamw." + name + ".exp_avg", moments_[i].exp_avg.clone());
-    out.emplace_back("adamw." + name + ".exp_avg_sq", moments_[i].exp_avg_sq.clone());
+    // Copies, on the CPU: training goes on mutating the live moments in place, and a checkpoint must not
+    // take GPU memory the run needs.
+    out.emplace_back("adamw." + name + ".exp_avg", host_copy(moments_[i].exp_avg));
+    out.emplace_back("adamw." + name + ".exp_avg_sq", host_copy(moments_[i].exp_avg_sq));
     out.emplace_back("adamw." + name + ".step", int_scalar(moments_[i].steps));
-    if (include_parameters) out.emplace_back("param." + name, params_[i].second.detach().clone());
+    if (include_parameters) out.emplace_back("param." + name, host_copy(params_[i].second));
   }
 }
 

@@ -2,7 +2,8 @@
 // warmup + cosine schedule, accumulation, global-norm clipping, evaluation every k steps, and a state machine
 // (idle, running, paused, finished, failed) whose pause/resume/stop requests are honoured between steps.
 // A non-finite loss part or gradient never reaches the weights: the step is abandoned, the culprit named and
-// the run paused with the last good state. No randomness of its own: same step results, same numbers.
+// the run paused with the last good state; a step that runs out of memory is abandoned and paused the same
+// way. No randomness of its own: same step results, same numbers.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -61,7 +62,10 @@ struct TrainerConfig {
   int64_t total_steps = 1;
   int64_t eval_every = 0;          // steps between evaluations; there is always one after the last step
   bool wait_while_paused = false;  // run() blocks in Paused until resume()/stop() instead of returning
-  void validate() const;           // Error naming the field
+  // Appended to the message of a step that ran out of memory (the run pauses, nothing applied), e.g. which
+  // recipe field to lower.
+  std::string out_of_memory_hint;
+  void validate() const;  // Error naming the field
 };
 
 struct TrainerCallbacks {

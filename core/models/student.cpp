@@ -1,6 +1,7 @@
 #include "core/models/student.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <limits>
@@ -11,6 +12,7 @@
 #include "core/common/prng.h"
 #include "core/io/checkpoint.h"
 #include "core/io/safetensors_torch.h"
+#include "core/ops/activation_checkpoint.h"
 #include "core/util/atomic_file.h"
 
 namespace hedgelab::models {
@@ -113,7 +115,21 @@ at::Tensor HedgeMambaStudentImpl::run(const at::Tensor& ids, StudentState* state
   TORCH_CHECK(!state || static_cast<int64_t>(state->layers.size()) == L, "HedgeMambaStudent: state has ",
               state ? state->layers.size() : 0, " layers, expected ", L);
   at::Tensor h = at::embedding(embed_in->weight, ids);  // [B, T, d]
+  const bool recompute = activation_checkpointing_ && !state && !capture && at::GradMode::is_enabled();
   for (int64_t i = 0; i < L; ++i) {
+    if (recompute) {
+      HedgeMambaLayer block = layer(i);  // a handle: the backward calls the block again
+      const GptNeoXConfig config = config_;
+      h = ops::checkpointed(
+          [block, config](const at::Tensor& x) {
+            const at::Tensor a_in = detail::apply_layer_norm(block->input_layernorm, x);  // [B, T, d]
+            const at::Tensor a_out = block->mixer->forward(a_in, nullptr);                // [B, T, d]
+            return detail::add_block_residuals(config, block->post_attention_layernorm, *block->mlp, x,
+                                               a_out);
+          },
+          h);  // [B, T, d]
+      continue;
+    }
     const auto& block = *layer(i);
     const at::Tensor a_in = detail::apply_layer_norm(block.input_layernorm, h);  // [B, T, d]
     at::Tensor a_out;                                                            // [B, T, d]

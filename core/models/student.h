@@ -87,6 +87,11 @@ class HedgeMambaStudentImpl : public torch::nn::Module {
   HedgeMambaLayer layer(int64_t i) const { return layers->ptr<HedgeMambaLayerImpl>(i); }
   at::Tensor lm_head_weight() const;  // [V, d]
 
+  // Training forwards (grad mode, no state, no capture) keep only each block's input and recompute the block
+  // in the backward (ops/activation_checkpoint.h). Off by default; the recipe's activation_checkpointing.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
+
   // Names mirror GPT-NeoX's: embed_in, layers.i.{input_layernorm,post_attention_layernorm,mixer,mlp},
   // final_layer_norm, embed_out (absent when tied).
   torch::nn::Embedding embed_in{nullptr};
@@ -103,6 +108,7 @@ class HedgeMambaStudentImpl : public torch::nn::Module {
   GptNeoXConfig config_;
   MixerOptions options_;
   StudentOrigin origin_ = StudentOrigin::kStage1;
+  bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(HedgeMambaStudent);
 

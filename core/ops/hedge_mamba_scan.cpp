@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "core/ops/chunking.h"
@@ -141,7 +143,12 @@ ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, c
 
 namespace {
 std::atomic<ScanFn> g_fused_scan{nullptr};
-std::atomic<bool> g_use_reference_scan{false};
+// HEDGELAB_REFERENCE_KERNELS=1 in the environment starts a process on the reference path (cuda/README.md).
+bool reference_from_environment() {
+  const char* v = std::getenv("HEDGELAB_REFERENCE_KERNELS");
+  return v != nullptr && std::string(v) == "1";
+}
+std::atomic<bool> g_use_reference_scan{reference_from_environment()};
 }  // namespace
 
 void register_fused_scan(ScanFn fn) {
@@ -165,6 +172,16 @@ ScanOutput hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm, const at:
     // dtypes are the kernel's business (bf16/fp16 in, fp32 accumulation), so only shapes and device here.
     detail::check_scan_inputs("hedge_mamba_scan", x, Bm, Cm, dt, A, initial, /*same_dtype=*/false);
     return fused(x, Bm, Cm, dt, A, initial);
+  }
+  // Under autocast the inputs arrive in mixed dtypes (bf16 projections, float32 softplus and feature maps):
+  // the ATen form runs them in the widest one.
+  if (x.defined() && Bm.defined() && Cm.defined() && dt.defined() && A.defined()) {
+    const at::ScalarType t = at::promote_types(
+        at::promote_types(at::promote_types(x.scalar_type(), Bm.scalar_type()), Cm.scalar_type()),
+        at::promote_types(dt.scalar_type(), A.scalar_type()));
+    if (x.scalar_type() != t || Bm.scalar_type() != t || Cm.scalar_type() != t || dt.scalar_type() != t ||
+        A.scalar_type() != t)
+      return hedge_mamba_scan_chunked(x.to(t), Bm.to(t), Cm.to(t), dt.to(t), A.to(t), chunk, initial);
   }
   return hedge_mamba_scan_chunked(x, Bm, Cm, dt, A, chunk, initial);
 }

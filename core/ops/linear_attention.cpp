@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <tuple>
 
 #include "core/ops/chunking.h"
 #include "core/ops/hedge_mamba_scan.h"
@@ -12,7 +13,8 @@ namespace {
 
 std::atomic<LinearAttentionFn> g_fused_linear_attention{nullptr};
 
-void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v) {
+void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                  bool same_dtype = true) {
   TORCH_CHECK(phi_q.dim() == 4 && phi_k.dim() == 4 && v.dim() == 4, fn,
               ": expected phi_q, phi_k [B,H,T,N] and v [B,H,T,P], got ", phi_q.sizes(), ", ", phi_k.sizes(),
               ", ", v.sizes());
@@ -20,9 +22,24 @@ void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi
               " differ");
   TORCH_CHECK(v.size(0) == phi_q.size(0) && v.size(1) == phi_q.size(1) && v.size(2) == phi_q.size(2), fn,
               ": v ", v.sizes(), " does not match phi_q ", phi_q.sizes(), " in [B,H,T]");
-  TORCH_CHECK(phi_q.scalar_type() == phi_k.scalar_type() && phi_q.scalar_type() == v.scalar_type(), fn,
-              ": phi_q, phi_k and v must share a dtype");
-  TORCH_CHECK(c10::isFloatingType(v.scalar_type()), fn, ": expected floating-point tensors");
+  TORCH_CHECK(
+      !same_dtype || (phi_q.scalar_type() == phi_k.scalar_type() && phi_q.scalar_type() == v.scalar_type()),
+      fn, ": phi_q, phi_k and v must share a dtype");
+  TORCH_CHECK(c10::isFloatingType(v.scalar_type()) && c10::isFloatingType(phi_q.scalar_type()) &&
+                  c10::isFloatingType(phi_k.scalar_type()),
+              fn, ": expected floating-point tensors");
+}
+
+// Under autocast φ(q), φ(k) (float32 softmaxes) and v (a bf16 projection) arrive in different dtypes: the
+// ATen forms run them in the widest.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> common_dtype(const at::Tensor& phi_q, const at::Tensor& phi_k,
+                                                            const at::Tensor& v) {
+  if (!phi_q.defined() || !phi_k.defined() || !v.defined() ||
+      (phi_q.scalar_type() == v.scalar_type() && phi_k.scalar_type() == v.scalar_type()))
+    return {phi_q, phi_k, v};
+  const at::ScalarType t =
+      at::promote_types(at::promote_types(phi_q.scalar_type(), phi_k.scalar_type()), v.scalar_type());
+  return {phi_q.to(t), phi_k.to(t), v.to(t)};
 }
 
 void check_state(const char* fn, const LinearAttentionState& s, int64_t B, int64_t H, int64_t N, int64_t P) {
@@ -35,8 +52,9 @@ void check_state(const char* fn, const LinearAttentionState& s, int64_t B, int64
 
 }  // namespace
 
-at::Tensor linear_attention_quadratic(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
-                                      double eps, at::Tensor* weights_out) {
+at::Tensor linear_attention_quadratic(const at::Tensor& phi_q_in, const at::Tensor& phi_k_in,
+                                      const at::Tensor& v_in, double eps, at::Tensor* weights_out) {
+  const auto [phi_q, phi_k, v] = common_dtype(phi_q_in, phi_k_in, v_in);
   check_inputs("linear_attention_quadratic", phi_q, phi_k, v);
   const int64_t T = phi_q.size(2);
   const at::Tensor a = at::matmul(phi_q, phi_k.transpose(-1, -2))
@@ -47,15 +65,19 @@ at::Tensor linear_attention_quadratic(const at::Tensor& phi_q, const at::Tensor&
   return at::matmul(weights, v);  // [B, H, T, P]
 }
 
-at::Tensor linear_attention_chunked(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
-                                    int64_t chunk, double eps, const LinearAttentionState* initial,
-                                    LinearAttentionState* final_state) {
-  check_inputs("linear_attention_chunked", phi_q, phi_k, v);
+at::Tensor linear_attention_chunked(const at::Tensor& phi_q_in, const at::Tensor& phi_k_in,
+                                    const at::Tensor& v_in, int64_t chunk, double eps,
+                                    const LinearAttentionState* initial, LinearAttentionState* final_state) {
+  const LinearAttentionFn fused = g_fused_linear_attention.load();
+  const bool use_fused = fused && v_in.defined() && v_in.is_cuda() && !use_reference_scan();
+  // The fused kernel takes mixed dtypes (it runs φ in v's dtype, as autocast would for a matmul).
+  const auto [phi_q, phi_k, v] =
+      use_fused ? std::make_tuple(phi_q_in, phi_k_in, v_in) : common_dtype(phi_q_in, phi_k_in, v_in);
+  check_inputs("linear_attention_chunked", phi_q, phi_k, v, /*same_dtype=*/!use_fused);
   TORCH_CHECK(chunk > 0, "linear_attention_chunked: chunk must be positive, got ", chunk);
   const int64_t B = phi_q.size(0), H = phi_q.size(1), T = phi_q.size(2), N = phi_q.size(3), P = v.size(3);
   if (initial) check_state("linear_attention_chunked", *initial, B, H, N, P);
-  const LinearAttentionFn fused = g_fused_linear_attention.load();
-  if (fused && v.is_cuda() && !use_reference_scan()) return fused(phi_q, phi_k, v, eps, initial, final_state);
+  if (use_fused) return fused(phi_q, phi_k, v, eps, initial, final_state);
 
   if (T == 0) {
     if (final_state) *final_state = initial ? *initial : linear_attention_zero_state(B, H, N, P, v.options());

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "core/common/error.h"
+#include "core/ops/autocast.h"
 
 namespace hedgelab::run {
 
@@ -26,11 +27,23 @@ const char* phase_name(int phase) {
 
 // The recipe without the fields that may differ between the run that wrote a checkpoint and the one that
 // continues it (threads, and where the teacher/corpus were found: they are checked by shape instead).
+// Where the run executes (device, dtype, activation checkpointing) may change too: a run started on a laptop
+// continues on a GPU server. The micro-batch may change when the step's windows stay the same (batch_size ·
+// accumulation), which is how a run that ran out of GPU memory continues.
 nlohmann::json comparable(const distill::RecipeConfig& r) {
   nlohmann::json j = r.to_json();
-  for (const char* key : {"threads", "teacher", "corpus", "name", "description"})
+  for (const char* key :
+       {"threads", "teacher", "corpus", "name", "description", "device", "dtype", "activation_checkpointing"})
     j.erase(key);
+  j["data"].erase("batch_size");
+  j["data"].erase("accumulation");
+  j["data"]["windows_per_step"] = r.data.batch_size * r.data.accumulation;
   return j;
+}
+
+// A copy on the CPU: checkpoints leave the GPU's memory as they are made.
+at::Tensor host_copy(const at::Tensor& t) {
+  return t.detach().to(at::kCPU, t.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
 }
 
 std::string first_difference(const nlohmann::json& a, const nlohmann::json& b, const std::string& path) {
@@ -83,7 +96,7 @@ DistillRun::DistillRun(distill::RecipeConfig recipe, models::GptNeoXForCausalLM 
 void DistillRun::ensure_prober() {
   if (prober_ || probe_.ids.empty()) return;
   const int64_t T = recipe_.data.context;
-  at::Tensor ids = at::tensor(probe_.ids, at::kLong).unsqueeze(0);  // [1, Tp]
+  at::Tensor ids = at::tensor(probe_.ids, at::kLong).unsqueeze(0).to(final_windows_.device());  // [1, Tp]
   const int64_t n_align = std::min<int64_t>(kAlignWindows, final_windows_.size(0));
   at::Tensor align = final_windows_.narrow(0, 0, n_align).narrow(1, 0, T);  // [n, T]
   prober_ = std::make_unique<distill::Prober>(teacher_, ids, probe_.pieces, align);
@@ -209,6 +222,7 @@ distill::Trainer& DistillRun::trainer() const {
 double DistillRun::heldout_perplexity(const std::function<at::Tensor(const at::Tensor&)>& logits_of,
                                       int64_t max_windows) const {
   at::NoGradGuard no_grad;
+  const ops::AutocastScope autocast(distill::autocast_of(recipe_));
   const int64_t n =
       max_windows > 0 ? std::min<int64_t>(max_windows, final_windows_.size(0)) : final_windows_.size(0);
   return models::perplexity(logits_of, final_windows_.narrow(0, 0, n), kEvalBatch).perplexity;
@@ -219,8 +233,8 @@ double DistillRun::teacher_eval_perplexity() const {
   // evaluation, computed once.
   if (teacher_eval_ppl_ <= 0.0) {
     models::GptNeoXForCausalLM t = teacher_;  // forward() is not const
-    teacher_eval_ppl_ = heldout_perplexity([t](const at::Tensor& ids) mutable { return t->forward(ids).logits; },
-                                           recipe_.data.eval_windows);
+    teacher_eval_ppl_ = heldout_perplexity(
+        [t](const at::Tensor& ids) mutable { return t->forward(ids).logits; }, recipe_.data.eval_windows);
   }
   return teacher_eval_ppl_;
 }
@@ -279,8 +293,7 @@ void DistillRun::begin_stage2() {
     in_stage2_ = true;  // knob_values() reads this, not phase_, from other threads
   }
   if (!stage1_) stage1_ = distill::make_stage1_model(teacher_, recipe_);
-  if (!student_)
-    student_ = models::HedgeMambaStudentImpl::from_stage1(stage1_, distill::mixer_options(recipe_));
+  if (!student_) student_ = distill::make_student(stage1_, recipe_);
   stage2_model_ = distill::stage2_model_of(student_);
   const int64_t steps = recipe_.stage2_steps();
   if (steps == 0) {
@@ -320,12 +333,12 @@ Checkpoint DistillRun::checkpoint() const {
   } else if (phase_ == Phase::Done && student_) {
     models::HedgeMambaStudent student = student_;
     for (const auto& p : student->named_parameters())
-      c.tensors.emplace_back("param." + p.key(), p.value().detach().clone());
+      c.tensors.emplace_back("param." + p.key(), host_copy(p.value()));
   }
   if (phase_ != Phase::Stage1 && stage1_) {
     models::HedgehogLM hh = stage1_;  // a non-const handle for named_parameters()
     for (auto& [n, t] : distill::trainable_parameters(*hh))
-      c.tensors.emplace_back("stage1." + n, t.detach().clone());
+      c.tensors.emplace_back("stage1." + n, host_copy(t));
   }
   c.meta = {{"format", kCheckpointFormat},
             {"format_version", kCheckpointVersion},
@@ -367,6 +380,12 @@ void DistillRun::restore(const Checkpoint& c) {
   if (!m.contains("recipe")) throw Error(where + ": meta.recipe", "missing");
   const distill::RecipeConfig theirs = distill::RecipeConfig::from_json(m["recipe"], where + ": meta.recipe");
   const std::string diff = first_difference(comparable(theirs), comparable(recipe_), "");
+  if (diff == "data.windows_per_step")
+    throw Error(where, "data.batch_size × data.accumulation must stay " +
+                           std::to_string(theirs.data.batch_size * theirs.data.accumulation) +
+                           " windows a step to continue this run, got " +
+                           std::to_string(recipe_.data.batch_size) + " × " +
+                           std::to_string(recipe_.data.accumulation));
   if (!diff.empty()) throw Error(where, "recipe differs from this run's at " + diff);
   if (m.value("teacher_shape", nlohmann::json()) != teacher_shape(teacher_->config()))
     throw Error(where + ": teacher", "the checkpoint was made with a teacher of shape " +
@@ -414,7 +433,7 @@ void DistillRun::restore(const Checkpoint& c) {
     begin_stage2();
   } else if (c.stage == "done") {
     load_stage1_parameters();
-    student_ = models::HedgeMambaStudentImpl::from_stage1(stage1_, distill::mixer_options(recipe_));
+    student_ = distill::make_student(stage1_, recipe_);
     at::NoGradGuard no_grad;
     for (auto& p : student_->named_parameters()) {
       auto it = by_name.find("param." + p.key());

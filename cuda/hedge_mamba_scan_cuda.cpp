@@ -1,11 +1,12 @@
-// The LibTorch-facing side of the fused HedgeMamba scan: dtype/device handling, the autograd Function, the
-// plain parameter structs (scan_params.h) and registration into core/ops' dispatch. The kernels
-// (scan_kernels.cu) never see a LibTorch type.
+// The LibTorch-facing side of the fused HedgeMamba scan: dtype/device handling, the workspace, the autograd
+// Function, the plain parameter structs (scan_params.h) and registration into core/ops' dispatch. The kernels
+// (scan_kernels.cu and the headers it includes) never see a LibTorch type.
 //
-// Backward. The kernels give dx, dB, dC, dS0, dn0 and ddt_direct (Δ's gradient through the writes Δ_s B_s
-// x_sᵀ). Δ and A also enter through log α_t = Δ_t A_h, i.e. through ℓ: every term of every output carries
-// e^{ℓ_t − ℓ_s}, so ∂/∂ℓ_t = (terms where t is the reader) − (terms where t is the writer)
-//   gℓ_t = dnum_t·num_t + dden_t den_t − Δ_t ddt_direct_t   (+ ⟨dS_T, S_T⟩ + dn_T·n_T at t = T−1),
+// Backward. The kernels give dx, dB, dC, dS0, dn0, ddt_direct (Δ's gradient through the writes Δ_s B_s x_sᵀ)
+// and reader_t = dnum_t·num_t. Δ and A also enter through log α_t = Δ_t A_h, i.e. through ℓ: every term of
+// every output carries e^{ℓ_t − ℓ_s}, so ∂/∂ℓ_t = (terms where t is the reader) − (terms where t is the
+// writer)
+//   gℓ_t = reader_t + dden_t den_t − Δ_t ddt_direct_t   (+ ⟨dS_T, S_T⟩ + dn_T·n_T at t = T−1),
 // and since ℓ_t = Σ_{r≤t} log α_r, g_logα_r = Σ_{t≥r} gℓ_t. Then ddt = ddt_direct + A_h g_logα and
 // dA_h = Σ_{b,t} Δ g_logα.
 #include <ATen/ATen.h>
@@ -25,6 +26,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The kernels' operand type: bf16 for bf16 inputs, float (tf32 operands) for every other floating type.
 at::ScalarType kernel_dtype(const at::Tensor& x) {
   return x.scalar_type() == at::kBFloat16 ? at::kBFloat16 : at::kFloat;
 }
@@ -58,6 +60,28 @@ void check(int code, const char* what) {
   TORCH_CHECK(code == 0, "hedgelab fused scan (", what, "): ", scan_error_string(code));
 }
 
+// The kernels' scratch, from LibTorch's caching allocator; the tensors live as long as the struct.
+struct Workspace {
+  at::Tensor ell, states, n_states, adj, r_adj;
+  ScanWorkspace ptrs;
+  Workspace(const ScanShape& s, const at::TensorOptions& op_opts, bool backward) {
+    const ScanWorkspaceSize z = scan_workspace(s);
+    const auto f32 = op_opts.dtype(at::kFloat);
+    ell = at::empty({z.ell}, f32);
+    states = at::empty({z.states}, op_opts);
+    n_states = at::empty({z.n_states}, f32);
+    ptrs.ell = ell.data_ptr<float>();
+    ptrs.states = states.data_ptr();
+    ptrs.n_states = n_states.data_ptr<float>();
+    if (backward) {
+      adj = at::empty({z.states}, op_opts);
+      r_adj = at::empty({z.n_states}, f32);
+      ptrs.adj = adj.data_ptr();
+      ptrs.r_adj = r_adj.data_ptr<float>();
+    }
+  }
+};
+
 struct ScanFunction : public torch::autograd::Function<ScanFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& Bm,
                                const at::Tensor& Cm, const at::Tensor& dt, const at::Tensor& A,
@@ -65,19 +89,20 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     ctx->set_materialize_grads(false);
     const c10::cuda::CUDAGuard guard(x.device());
     const at::ScalarType kd = kernel_dtype(x);
-    const at::Tensor xc = x.to(kd).contiguous();    // [B, H, T, P]
-    const at::Tensor Bc = Bm.to(kd).contiguous();   // [B, H, T, N]
-    const at::Tensor Cc = Cm.to(kd).contiguous();   // [B, H, T, N]
-    const at::Tensor dtc = dt.to(at::kFloat).contiguous();  // [B, H, T]
-    const at::Tensor Ac = A.to(at::kFloat).contiguous();    // [H]
+    const at::Tensor xc = x.to(kd).contiguous();                        // [B, H, T, P]
+    const at::Tensor Bc = Bm.to(kd).contiguous();                       // [B, H, T, N]
+    const at::Tensor Cc = Cm.to(kd).contiguous();                       // [B, H, T, N]
+    const at::Tensor dtc = dt.to(at::kFloat).contiguous();              // [B, H, T]
+    const at::Tensor Ac = A.to(at::kFloat).contiguous();                // [H]
     const at::Tensor S0c = present(S0) ? opt_float(S0) : at::Tensor();  // [B, H, N, P] or undefined
     const at::Tensor n0c = present(n0) ? opt_float(n0) : at::Tensor();  // [B, H, N] or undefined
     const ScanShape s = shape_of(xc, Bc);
     const auto f32 = xc.options().dtype(at::kFloat);
-    at::Tensor num = at::empty({s.B, s.H, s.T, s.P}, f32);  // [B, H, T, P]
-    at::Tensor den = at::empty({s.B, s.H, s.T}, f32);       // [B, H, T]
-    at::Tensor Sf = at::empty({s.B, s.H, s.N, s.P}, f32);   // [B, H, N, P]
-    at::Tensor nf = at::empty({s.B, s.H, s.N}, f32);        // [B, H, N]
+    at::Tensor num = at::empty({s.B, s.H, s.T, s.P}, xc.options());  // [B, H, T, P] kernel dtype
+    at::Tensor den = at::empty({s.B, s.H, s.T}, f32);                // [B, H, T]
+    at::Tensor Sf = at::empty({s.B, s.H, s.N, s.P}, f32);            // [B, H, N, P]
+    at::Tensor nf = at::empty({s.B, s.H, s.N}, f32);                 // [B, H, N]
+    const Workspace ws(s, xc.options(), /*backward=*/false);
 
     ScanFwdParams p;
     p.shape = s;
@@ -88,10 +113,11 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     p.A = Ac.data_ptr<float>();
     p.S0 = opt_ptr(S0c);
     p.n0 = opt_ptr(n0c);
-    p.num = num.data_ptr<float>();
+    p.num = num.data_ptr();
     p.den = den.data_ptr<float>();
     p.S_final = Sf.data_ptr<float>();
     p.n_final = nf.data_ptr<float>();
+    p.ws = ws.ptrs;
     check(scan_forward(p, at::cuda::getCurrentCUDAStream().stream()), "forward");
 
     ctx->save_for_backward({xc, Bc, Cc, dtc, Ac, S0c, n0c, num, den, Sf, nf});
@@ -116,18 +142,20 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
       return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
     };
 
-    const at::Tensor dnum = grads[0].defined() ? grads[0].to(xc.scalar_type()).contiguous()
-                                               : at::zeros_like(xc);  // [B, H, T, P]
-    const at::Tensor dden = opt_float(grads[1]);                      // [B, H, T]
-    const at::Tensor dS_T = opt_float(grads[2]);                      // [B, H, N, P]
-    const at::Tensor dn_T = opt_float(grads[3]);                      // [B, H, N]
+    const at::Tensor dnum =
+        grads[0].defined() ? grads[0].to(xc.scalar_type()).contiguous() : at::zeros_like(xc);  // [B, H, T, P]
+    const at::Tensor dden = opt_float(grads[1]);                                               // [B, H, T]
+    const at::Tensor dS_T = opt_float(grads[2]);                                               // [B, H, N, P]
+    const at::Tensor dn_T = opt_float(grads[3]);                                               // [B, H, N]
 
-    at::Tensor dx = at::empty({s.B, s.H, s.T, s.P}, f32);   // [B, H, T, P]
-    at::Tensor dB = at::zeros({s.B, s.H, s.T, s.N}, f32);   // [B, H, T, N]
-    at::Tensor dC = at::zeros({s.B, s.H, s.T, s.N}, f32);   // [B, H, T, N]
-    at::Tensor ddt_direct = at::zeros({s.B, s.H, s.T}, f32);  // [B, H, T]
-    at::Tensor dS0 = at::empty({s.B, s.H, s.N, s.P}, f32);  // [B, H, N, P]
-    at::Tensor dn0 = at::empty({s.B, s.H, s.N}, f32);       // [B, H, N]
+    at::Tensor dx = at::empty({s.B, s.H, s.T, s.P}, xc.options());  // [B, H, T, P] kernel dtype
+    at::Tensor dB = at::empty({s.B, s.H, s.T, s.N}, xc.options());  // [B, H, T, N] kernel dtype
+    at::Tensor dC = at::empty({s.B, s.H, s.T, s.N}, xc.options());  // [B, H, T, N] kernel dtype
+    at::Tensor reader = at::zeros({s.B, s.H, s.T}, f32);            // [B, H, T]
+    at::Tensor ddt_direct = at::zeros({s.B, s.H, s.T}, f32);        // [B, H, T]
+    at::Tensor dS0 = at::empty({s.B, s.H, s.N, s.P}, f32);          // [B, H, N, P]
+    at::Tensor dn0 = at::empty({s.B, s.H, s.N}, f32);               // [B, H, N]
+    const Workspace ws(s, xc.options(), /*backward=*/true);
 
     ScanBwdParams p;
     p.shape = s;
@@ -138,38 +166,36 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     p.A = Ac.data_ptr<float>();
     p.S0 = opt_ptr(S0c);
     p.n0 = opt_ptr(n0c);
+    p.num = num.data_ptr();
     p.dnum = dnum.data_ptr();
     p.dden = opt_ptr(dden);
     p.dS_T = opt_ptr(dS_T);
     p.dn_T = opt_ptr(dn_T);
-    p.dx = dx.data_ptr<float>();
-    p.dB = dB.data_ptr<float>();
-    p.dC = dC.data_ptr<float>();
+    p.dx = dx.data_ptr();
+    p.dB = dB.data_ptr();
+    p.dC = dC.data_ptr();
+    p.reader = reader.data_ptr<float>();
     p.ddt_direct = ddt_direct.data_ptr<float>();
     p.dS0 = dS0.data_ptr<float>();
     p.dn0 = dn0.data_ptr<float>();
+    p.ws = ws.ptrs;
     check(scan_backward(p, at::cuda::getCurrentCUDAStream().stream()), "backward");
 
     // The decay's share (see the top of this file).
-    at::Tensor g_ell = (dnum.to(at::kFloat) * num).sum(-1) - dtc * ddt_direct;  // [B, H, T]
-    if (dden.defined()) g_ell = g_ell + dden * den;                             // [B, H, T]
+    at::Tensor g_ell = reader - dtc * ddt_direct;    // [B, H, T]
+    if (dden.defined()) g_ell = g_ell + dden * den;  // [B, H, T]
     if (s.T > 0 && (dS_T.defined() || dn_T.defined())) {
-      at::Tensor last = at::zeros({s.B, s.H}, f32);                    // [B, H]
-      if (dS_T.defined()) last = last + (dS_T * Sf).sum(at::IntArrayRef{-2, -1});     // [B, H]
-      if (dn_T.defined()) last = last + (dn_T * nf).sum(-1);           // [B, H]
-      g_ell = g_ell.clone();
+      at::Tensor last = at::zeros({s.B, s.H}, f32);                                // [B, H]
+      if (dS_T.defined()) last = last + (dS_T * Sf).sum(at::IntArrayRef{-2, -1});  // [B, H]
+      if (dn_T.defined()) last = last + (dn_T * nf).sum(-1);                       // [B, H]
       g_ell.select(2, s.T - 1).add_(last);
     }
     const at::Tensor g_log_alpha = at::flip(at::cumsum(at::flip(g_ell, {2}), 2), {2});  // [B, H, T]
-    const at::Tensor ddt = ddt_direct + Ac.view({1, s.H, 1}) * g_log_alpha;            // [B, H, T]
-    const at::Tensor dA = (dtc * g_log_alpha).sum(at::IntArrayRef{0, 2});                             // [H]
+    const at::Tensor ddt = ddt_direct + Ac.view({1, s.H, 1}) * g_log_alpha;             // [B, H, T]
+    const at::Tensor dA = (dtc * g_log_alpha).sum(at::IntArrayRef{0, 2});               // [H]
 
-    return {dx.to(dtype_of("x_dtype")),
-            dB.to(dtype_of("B_dtype")),
-            dC.to(dtype_of("C_dtype")),
-            ddt.to(dtype_of("dt_dtype")),
-            dA.to(dtype_of("A_dtype")),
-            S0c.defined() ? dS0 : at::Tensor(),
+    return {dx.to(dtype_of("x_dtype")),        dB.to(dtype_of("B_dtype")), dC.to(dtype_of("C_dtype")),
+            ddt.to(dtype_of("dt_dtype")),      dA.to(dtype_of("A_dtype")), S0c.defined() ? dS0 : at::Tensor(),
             n0c.defined() ? dn0 : at::Tensor()};
   }
 };
@@ -177,13 +203,15 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
 }  // namespace
 
 ops::ScanOutput fused_hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm, const at::Tensor& Cm,
-                                       const at::Tensor& dt, const at::Tensor& A, const ops::ScanState* initial) {
+                                       const at::Tensor& dt, const at::Tensor& A,
+                                       const ops::ScanState* initial) {
   ops::detail::check_scan_inputs("fused_hedge_mamba_scan", x, Bm, Cm, dt, A, initial, /*same_dtype=*/false);
   TORCH_CHECK(x.is_cuda(), "fused_hedge_mamba_scan: expected CUDA tensors, got ", x.device());
   for (const at::Tensor* t : {&x, &Bm, &Cm, &dt, &A})
-    TORCH_CHECK(c10::isFloatingType(t->scalar_type()), "fused_hedge_mamba_scan: expected floating inputs, got ",
-                t->scalar_type());
-  if (x.size(2) == 0) {  // nothing to launch: the reference gives the empty outputs and the state unchanged
+    TORCH_CHECK(c10::isFloatingType(t->scalar_type()),
+                "fused_hedge_mamba_scan: expected floating inputs, got ", t->scalar_type());
+  if (x.size(2) == 0 || x.size(3) == 0 ||
+      Bm.size(3) == 0) {  // nothing to launch: the reference's empty outputs
     const at::ScalarType d = x.scalar_type();
     return ops::hedge_mamba_scan_chunked(x, Bm.to(d), Cm.to(d), dt.to(d), A.to(d), 64, initial);
   }
@@ -202,20 +230,21 @@ ops::ScanOutput fused_hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm
   return r;
 }
 
-at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v, double eps,
-                                  const ops::LinearAttentionState* initial, ops::LinearAttentionState* final_state) {
+at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                                  double eps, const ops::LinearAttentionState* initial,
+                                  ops::LinearAttentionState* final_state) {
   TORCH_CHECK(phi_q.dim() == 4 && phi_k.sizes() == phi_q.sizes() && v.dim() == 4 &&
                   v.size(0) == phi_q.size(0) && v.size(1) == phi_q.size(1) && v.size(2) == phi_q.size(2),
-              "fused_linear_attention: expected phi_q, phi_k [B,H,T,N] and v [B,H,T,P], got ", phi_q.sizes(), ", ",
-              phi_k.sizes(), ", ", v.sizes());
+              "fused_linear_attention: expected phi_q, phi_k [B,H,T,N] and v [B,H,T,P], got ", phi_q.sizes(),
+              ", ", phi_k.sizes(), ", ", v.sizes());
   const int64_t B = v.size(0), H = v.size(1), T = v.size(2);
   const auto f32 = v.options().dtype(at::kFloat);
   const at::Tensor dt = at::ones({B, H, T}, f32);  // [B, H, T] Δ ≡ 1: every token writes with weight 1
   const at::Tensor A = at::zeros({H}, f32);        // [H] α ≡ 1: no decay
   ops::ScanState start;
   if (initial) start = {initial->S, initial->z};
-  const ops::ScanOutput out = fused_hedge_mamba_scan(v, phi_k.to(v.scalar_type()), phi_q.to(v.scalar_type()), dt, A,
-                                                     initial ? &start : nullptr);
+  const ops::ScanOutput out = fused_hedge_mamba_scan(v, phi_k.to(v.scalar_type()), phi_q.to(v.scalar_type()),
+                                                     dt, A, initial ? &start : nullptr);
   if (final_state) *final_state = {out.final_state.S, out.final_state.n};
   return out.num / (out.den.unsqueeze(-1) + eps);  // [B, H, T, P]
 }

@@ -17,12 +17,14 @@ void register_kernels();
 // operands, any other floating dtype runs tf32 operands; fp32 accumulation and state either way. Outputs
 // have x's dtype; differentiable in every input through a LibTorch autograd Function.
 ops::ScanOutput fused_hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm, const at::Tensor& Cm,
-                                       const at::Tensor& dt, const at::Tensor& A, const ops::ScanState* initial);
+                                       const at::Tensor& dt, const at::Tensor& A,
+                                       const ops::ScanState* initial);
 
 // Causal normalized linear attention (Hedgehog stage 1, an ops::LinearAttentionFn) on the same kernels: the
 // scan with Δ ≡ 1 and A ≡ 0 (no decay) gives num and den together; y = num / (den + eps). The feature maps
 // are not fused (they run as ATen ops before the call).
-at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v, double eps,
-                                  const ops::LinearAttentionState* initial, ops::LinearAttentionState* final_state);
+at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                                  double eps, const ops::LinearAttentionState* initial,
+                                  ops::LinearAttentionState* final_state);
 
 }  // namespace hedgelab::cuda

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <tuple>
 
 #include "core/ops/chunking.h"
@@ -12,6 +14,10 @@ namespace hedgelab::ops {
 namespace {
 
 std::atomic<LinearAttentionFn> g_fused_linear_attention{nullptr};
+std::atomic<bool> g_prefer_fused{[] {
+  const char* v = std::getenv("HEDGELAB_FUSED_LINEAR_ATTENTION");
+  return v != nullptr && std::string(v) == "1";
+}()};
 
 void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
                   bool same_dtype = true) {
@@ -69,7 +75,8 @@ at::Tensor linear_attention_chunked(const at::Tensor& phi_q_in, const at::Tensor
                                     const at::Tensor& v_in, int64_t chunk, double eps,
                                     const LinearAttentionState* initial, LinearAttentionState* final_state) {
   const LinearAttentionFn fused = g_fused_linear_attention.load();
-  const bool use_fused = fused && v_in.defined() && v_in.is_cuda() && !use_reference_scan();
+  const bool use_fused =
+      fused && v_in.defined() && v_in.is_cuda() && !use_reference_scan() && g_prefer_fused.load();
   // The fused kernel takes mixed dtypes (it runs φ in v's dtype, as autocast would for a matmul).
   const auto [phi_q, phi_k, v] =
       use_fused ? std::make_tuple(phi_q_in, phi_k_in, v_in) : common_dtype(phi_q_in, phi_k_in, v_in);
@@ -156,6 +163,12 @@ void register_fused_linear_attention(LinearAttentionFn fn) {
 }
 LinearAttentionFn registered_fused_linear_attention() {
   return g_fused_linear_attention.load();
+}
+void set_prefer_fused_linear_attention(bool prefer) {
+  g_prefer_fused.store(prefer);
+}
+bool prefer_fused_linear_attention() {
+  return g_prefer_fused.load();
 }
 
 }  // namespace hedgelab::ops

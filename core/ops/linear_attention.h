@@ -47,14 +47,20 @@ LinearAttentionStep linear_attention_recurrent_step(const LinearAttentionState& 
 
 // ---- dispatch ---------------------------------------------------------------------------------------------
 // linear_attention_chunked runs the fused kernel registered by the CUDA library (cuda/) when one is
-// registered, v is on a CUDA device and use_reference_scan() is false (one switch for every fused kernel,
-// hedge_mamba_scan.h); otherwise the chunked ATen form below. The fused function gets checked inputs and
-// returns y [B,H,T,P] (and the final state when asked), differentiable through autograd.
-using LinearAttentionFn = at::Tensor (*)(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
-                                         double eps, const LinearAttentionState* initial,
+// registered, v is on a CUDA device, use_reference_scan() is false (one switch for every fused kernel,
+// hedge_mamba_scan.h) and the fused linear attention is preferred; otherwise the chunked ATen form below. It
+// is not preferred by default: at the stage-1 shapes measured (Pythia 160m–1b, T 2048, docs/results.md) the
+// chunked ATen form with bf16 matmuls is 1.8–4.6× faster forward+backward than the fused kernel.
+// HEDGELAB_FUSED_LINEAR_ATTENTION=1 in the environment, or set_prefer_fused_linear_attention(true), picks the
+// kernel. The fused function gets checked inputs and returns y [B,H,T,P] (and the final state when asked),
+// differentiable through autograd.
+using LinearAttentionFn = at::Tensor (*)(const at::Tensor& phi_q, const at::Tensor& phi_k,
+                                         const at::Tensor& v, double eps, const LinearAttentionState* initial,
                                          LinearAttentionState* final_state);
 // nullptr unregisters.
 void register_fused_linear_attention(LinearAttentionFn fn);
 LinearAttentionFn registered_fused_linear_attention();
+void set_prefer_fused_linear_attention(bool prefer);
+bool prefer_fused_linear_attention();
 
 }  // namespace hedgelab::ops

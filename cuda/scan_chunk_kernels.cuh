@@ -1,0 +1,280 @@
+// The parallel part of the scan (scan_params.h, step 3): every (tile, chunk, b·h) at once, from the states
+// the state pass stored. Plain CUDA.
+#pragma once
+
+#include "cuda/scan_device.cuh"
+
+namespace hedgelab::cuda::detail {
+
+struct ChunkOutArgs {
+  const void* Q = nullptr;         // [BH,T,N]: Cm (forward) or Bm (dx)
+  const void* K = nullptr;         // [BH,T,N]: Bm (forward) or Cm (dx)
+  const void* V = nullptr;         // [BH,T,P]: x (forward) or dnum (dx)
+  const void* states = nullptr;    // [BH,nc,N,P] Op: S entering (forward) or R leaving (dx) each chunk
+  const float* vstates = nullptr;  // [BH,nc,N]: n entering each chunk (forward)
+  const float* dt = nullptr;       // [BH,T]
+  const float* ell = nullptr;      // [BH,nc·L]
+  void* out = nullptr;             // [BH,T,P] Op: num (forward) or dx
+  float* den = nullptr;            // [BH,T] (forward; written by P tile 0)
+  const void* num = nullptr;       // [BH,T,P] Op (dx: the forward's num, for the reader term)
+  float* reader = nullptr;         // [BH,T] accumulated: dnum_t·num_t (dx)
+  int64_t T = 0, N = 0, P = 0, nc = 0;
+};
+
+// out_i = post_i · ( pre_i · Q_i Sᵀ-side + Σ_j pair(i, j) (Q_i·K_j) V_j ) over the chunk's tokens i, j:
+//   forward: out = num,  pre = e^{ℓ_i}, pair = [j ≤ i] Δ_j e^{ℓ_i−ℓ_j}, post = 1; den_i = pre_i Q_i·n + Σ_j
+//   pair (Q_i·K_j); dx:      out = dx,   pre = e^{ℓ_end−ℓ_i}, pair = [j ≥ i] e^{ℓ_j−ℓ_i}, post = Δ_i; plus
+//   reader_i += dnum_i·num_i.
+// One block per (P tile, chunk, b·h); the N axis is walked in tiles, accumulating Q·S and Q·Kᵀ.
+template <typename Op, bool kDx>
+__global__ void __launch_bounds__(kThreads, 3) chunk_out_kernel(ChunkOutArgs a) {
+  using M = Mma<Op>;
+  constexpr int ld = M::kLd;
+  extern __shared__ __align__(128) unsigned char sm[];
+  Op* Qs = reinterpret_cast<Op*>(sm);                         // [L × 64] Q, one N tile
+  Op* Ks = reinterpret_cast<Op*>(sm + tile_bytes<Op>());      // [L × 64] K, one N tile
+  Op* Ss = reinterpret_cast<Op*>(sm + 2 * tile_bytes<Op>());  // [64 × 64] state, one N tile × the P tile
+  Op* Vs = reinterpret_cast<Op*>(sm + 3 * tile_bytes<Op>());  // [L × 64] V, the P tile
+  Op* Gm = reinterpret_cast<Op*>(sm + 4 * tile_bytes<Op>());  // [L × L] pair-weighted Q·Kᵀ
+  float* stage = reinterpret_cast<float*>(sm + 5 * tile_bytes<Op>());  // [64 × kLdF]
+  float* ell_s = stage + kTile * kLdF;                                 // [L]
+  float* dt_s = ell_s + kL;                                            // [L]
+  float* nvec = dt_s + kL;                                             // [64]
+
+  const int64_t T = a.T, N = a.N, P = a.P, nc = a.nc;
+  const int64_t p0 = (int64_t)blockIdx.x * kTile, c = blockIdx.y, bh = blockIdx.z, t0 = c * kL;
+  const int tid = threadIdx.x, w = tid / 32, lane = tid % 32;
+  const Op* Q = static_cast<const Op*>(a.Q) + bh * T * N;
+  const Op* K = static_cast<const Op*>(a.K) + bh * T * N;
+  const Op* V = static_cast<const Op*>(a.V) + bh * T * P;
+  const Op* St = static_cast<const Op*>(a.states) + (bh * nc + c) * N * P;
+  const bool den_block = !kDx && blockIdx.x == 0 && a.den;
+  const bool vQ = vec_ok(Q, N), vK = vec_ok(K, N);
+
+  if (tid < kL) {
+    ell_s[tid] = a.ell[bh * nc * kL + t0 + tid];
+    dt_s[tid] = t0 + tid < T ? a.dt[bh * T + t0 + tid] : 0.f;
+  }
+  // Every load of an N tile is issued at once, the next tile's while this one is multiplied.
+  const bool vS = vec_ok(St, P);
+  TileRegs<Op> rQ, rK, rS;
+  float nv_next = 0.f;
+  auto fetch = [&](int64_t n0) {
+    rQ.fetch(Q, T, N, t0, n0, vQ);
+    rK.fetch(K, T, N, t0, n0, vK);
+    rS.fetch(St, N, P, n0, p0, vS);
+    if (den_block && tid < kTile) nv_next = n0 + tid < N ? a.vstates[(bh * nc + c) * N + n0 + tid] : 0.f;
+  };
+  {
+    TileRegs<Op> rV;
+    rV.fetch(V, T, P, t0, p0, vec_ok(V, P));
+    fetch(0);
+    rV.put(Vs);
+  }
+
+  FragAcc<Op> accS[4], accG[4];
+  zero<Op>(accS);
+  zero<Op>(accG);
+  float qn = 0.f;  // den: row tid/2's share (half tid%2) of Q_i·n
+  for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+    __syncthreads();
+    rQ.put(Qs);
+    rK.put(Ks);
+    rS.put(Ss);
+    if (den_block && tid < kTile) nvec[tid] = nv_next;
+    __syncthreads();
+    if (n0 + kTile < N) fetch(n0 + kTile);
+    warp_mma<Op, wmma::row_major, wmma::row_major>(accS, Qs + 16 * w * ld, ld, Ss, ld);
+    warp_mma<Op, wmma::row_major, wmma::col_major>(accG, Qs + 16 * w * ld, ld, Ks, ld);
+    if (den_block) {
+      const int i = tid / 2, h = (tid % 2) * 32;
+      for (int k = 0; k < 32; ++k)
+        qn += M::to_float(Qs[i * ld + h + k]) * nvec[h + k];
+    }
+  }
+  __syncthreads();  // ell_s and dt_s are visible even when the loop above is empty
+
+  // Gm = pair ∘ (Q Kᵀ), the warp's own rows (it alone reads them back); den from the float values.
+  stage_store<Op>(stage, accG);
+  {
+    const int i = 16 * w + lane / 2, h = (lane % 2) * 32;
+    float rowsum = 0.f;
+    for (int k = 0; k < 32; ++k) {
+      const int j = h + k;
+      float pw;
+      if (kDx)
+        pw = j >= i ? __expf(ell_s[j] - ell_s[i]) : 0.f;
+      else
+        pw = j <= i ? dt_s[j] * __expf(ell_s[i] - ell_s[j]) : 0.f;
+      const float v = stage[i * kLdF + j] * pw;
+      Gm[i * ld + j] = M::from_float(v);
+      rowsum += v;
+    }
+    if (den_block) {
+      rowsum += __shfl_xor_sync(0xffffffffu, rowsum, 1);
+      const float cn = qn + __shfl_xor_sync(0xffffffffu, qn, 1);  // tid/2 == i: the same row
+      if (lane % 2 == 0 && t0 + i < T) a.den[bh * T + t0 + i] = __expf(ell_s[i]) * cn + rowsum;
+    }
+  }
+  __syncwarp();
+  // pre ∘ (Q S), then + Gm V.
+  stage_store<Op>(stage, accS);
+  stage_map(stage, [&](int i, int, float v) {
+    return v * (kDx ? __expf(ell_s[kL - 1] - ell_s[i]) : __expf(ell_s[i]));
+  });
+  stage_load<Op>(accS, stage);
+  warp_mma<Op, wmma::row_major, wmma::row_major>(accS, Gm + 16 * w * ld, ld, Vs, ld);
+  stage_store<Op>(stage, accS);
+  warp_store_rows(stage, static_cast<Op*>(a.out) + bh * T * P, T, P, t0, p0,
+                  [&](int i, float v) { return kDx ? v * dt_s[i] : v; });
+
+  if (kDx && a.reader) {  // reader_t += dnum_t · num_t over this P tile (Qs is free once every warp is here)
+    __syncthreads();
+    const Op* num = static_cast<const Op*>(a.num) + bh * T * P;
+    load_tile(Qs, num, T, P, t0, p0, vec_ok(num, P));
+    __syncthreads();
+    const int i = tid / 2, h = (tid % 2) * 32;
+    float s = 0.f;
+    for (int k = 0; k < 32; ++k)
+      s += M::to_float(Qs[i * ld + h + k]) * M::to_float(Vs[i * ld + h + k]);
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    if (tid % 2 == 0 && t0 + i < T) atomicAdd(a.reader + bh * T + t0 + i, s);
+  }
+}
+
+struct ChunkBCArgs {
+  const void* x = nullptr;          // [BH,T,P]
+  const void* dnum = nullptr;       // [BH,T,P]
+  const void* Bm = nullptr;         // [BH,T,N]
+  const void* Cm = nullptr;         // [BH,T,N]
+  const void* states = nullptr;     // [BH,nc,N,P] Op: S entering each chunk
+  const void* adj = nullptr;        // [BH,nc,N,P] Op: R leaving each chunk
+  const float* n_states = nullptr;  // [BH,nc,N]
+  const float* r_adj = nullptr;     // [BH,nc,N]
+  const float* dt = nullptr;        // [BH,T]
+  const float* ell = nullptr;       // [BH,nc·L]
+  const float* dden = nullptr;      // [BH,T] or null
+  void* dB = nullptr;               // [BH,T,N] Op
+  void* dC = nullptr;               // [BH,T,N] Op
+  float* ddt_direct = nullptr;      // [BH,T] accumulated
+  int64_t T = 0, N = 0, P = 0, nc = 0;
+};
+
+// With Q_ts = dnum_t·x_s (+ dden_t, the ones column of x):
+//   dC_t = e^{ℓ_t} (S dnum_t + dden_t n) + Σ_{s≤t} (Q_ts + dden_t) Δ_s e^{ℓ_t−ℓ_s} B_s,
+//   E_s  = e^{ℓ_end−ℓ_s} (R x_s + r) + Σ_{t≥s} (Q_ts + dden_t) e^{ℓ_t−ℓ_s} C_t,
+//   dB_s = Δ_s E_s,   ddt_direct_s += B_s·E_s (this N tile's share).
+// One block per (N tile, chunk, b·h); the P axis is walked in tiles, accumulating dnum Sᵀ, x Rᵀ and dnum xᵀ.
+template <typename Op>
+__global__ void __launch_bounds__(kThreads, 3) chunk_bc_kernel(ChunkBCArgs a) {
+  using M = Mma<Op>;
+  constexpr int ld = M::kLd;
+  extern __shared__ __align__(128) unsigned char sm[];
+  Op* Dn = reinterpret_cast<Op*>(sm);                         // [L × 64] dnum, one P tile; then Mc
+  Op* Xs = reinterpret_cast<Op*>(sm + tile_bytes<Op>());      // [L × 64] x, one P tile; then Me
+  Op* Ss = reinterpret_cast<Op*>(sm + 2 * tile_bytes<Op>());  // [64 × 64] S: the N tile × one P tile
+  Op* Rs = reinterpret_cast<Op*>(sm + 3 * tile_bytes<Op>());  // [64 × 64] R; Ss and Rs then hold the stage
+  Op* Bs = reinterpret_cast<Op*>(sm + 4 * tile_bytes<Op>());  // [L × 64] B, the N tile
+  Op* Cs = reinterpret_cast<Op*>(sm + 5 * tile_bytes<Op>());  // [L × 64] C, the N tile
+  float* Qf = reinterpret_cast<float*>(sm + 6 * tile_bytes<Op>());  // [L × kLdF]
+  float* ell_s = Qf + kL * kLdF;
+  float* dt_s = ell_s + kL;
+  float* dd_s = dt_s + kL;
+  float* nin = dd_s + kL;     // [64] n entering the chunk, the N tile
+  float* rout = nin + kTile;  // [64] r leaving the chunk
+  static_assert(2 * tile_bytes<Op>() >= kStageBytes, "the stage reuses Ss and Rs");
+  float* stage = reinterpret_cast<float*>(Ss);
+
+  const int64_t T = a.T, N = a.N, P = a.P, nc = a.nc;
+  const int64_t n0 = (int64_t)blockIdx.x * kTile, c = blockIdx.y, bh = blockIdx.z, t0 = c * kL;
+  const int tid = threadIdx.x, w = tid / 32, lane = tid % 32;
+  const Op* X = static_cast<const Op*>(a.x) + bh * T * P;
+  const Op* D = static_cast<const Op*>(a.dnum) + bh * T * P;
+  const Op* St = static_cast<const Op*>(a.states) + (bh * nc + c) * N * P;
+  const Op* Rt = static_cast<const Op*>(a.adj) + (bh * nc + c) * N * P;
+  const bool vX = vec_ok(X, P), vD = vec_ok(D, P), vS = vec_ok(St, P), vR = vec_ok(Rt, P);
+
+  if (tid < kL) {
+    const int64_t t = t0 + tid;
+    ell_s[tid] = a.ell[bh * nc * kL + t];
+    dt_s[tid] = t < T ? a.dt[bh * T + t] : 0.f;
+    dd_s[tid] = (a.dden && t < T) ? a.dden[bh * T + t] : 0.f;
+    nin[tid] = n0 + tid < N ? a.n_states[(bh * nc + c) * N + n0 + tid] : 0.f;
+    rout[tid] = n0 + tid < N ? a.r_adj[(bh * nc + c) * N + n0 + tid] : 0.f;
+  }
+  {
+    const Op* Bg = static_cast<const Op*>(a.Bm) + bh * T * N;
+    const Op* Cg = static_cast<const Op*>(a.Cm) + bh * T * N;
+    load_tile(Bs, Bg, T, N, t0, n0, vec_ok(Bg, N));
+    load_tile(Cs, Cg, T, N, t0, n0, vec_ok(Cg, N));
+  }
+
+  FragAcc<Op> accC[4], accE[4], accQ[4];
+  zero<Op>(accC);
+  zero<Op>(accE);
+  zero<Op>(accQ);
+  for (int64_t p0 = 0; p0 < P; p0 += kTile) {
+    __syncthreads();
+    {  // every load of the P tile issued before the first is waited for
+      TileRegs<Op> rD, rX, rS, rR;
+      rD.fetch(D, T, P, t0, p0, vD);
+      rX.fetch(X, T, P, t0, p0, vX);
+      rS.fetch(St, N, P, n0, p0, vS);
+      rR.fetch(Rt, N, P, n0, p0, vR);
+      rD.put(Dn);
+      rX.put(Xs);
+      rS.put(Ss);
+      rR.put(Rs);
+    }
+    __syncthreads();
+    warp_mma<Op, wmma::row_major, wmma::col_major>(accC, Dn + 16 * w * ld, ld, Ss, ld);
+    warp_mma<Op, wmma::row_major, wmma::col_major>(accE, Xs + 16 * w * ld, ld, Rs, ld);
+    warp_mma<Op, wmma::row_major, wmma::col_major>(accQ, Dn + 16 * w * ld, ld, Xs, ld);
+  }
+  __syncthreads();  // every warp is done with Dn, Xs, Ss, Rs
+  {
+    const int w16 = 16 * w;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      wmma::store_matrix_sync(Qf + (size_t)w16 * kLdF + 16 * j, accQ[j], kLdF, wmma::mem_row_major);
+  }
+  __syncthreads();  // Me reads Qf's columns, written by every warp
+  Op* Mc = Dn;
+  Op* Me = Xs;
+  {
+    const int i = 16 * w + lane / 2, h = (lane % 2) * 32;
+    for (int k = 0; k < 32; ++k) {
+      const int j = h + k;
+      const float mc = j <= i ? (Qf[i * kLdF + j] + dd_s[i]) * dt_s[j] * __expf(ell_s[i] - ell_s[j]) : 0.f;
+      const float me = j >= i ? (Qf[j * kLdF + i] + dd_s[j]) * __expf(ell_s[j] - ell_s[i]) : 0.f;
+      Mc[i * ld + j] = M::from_float(mc);
+      Me[i * ld + j] = M::from_float(me);
+    }
+  }
+  __syncwarp();
+  // dC
+  stage_store<Op>(stage, accC);
+  stage_map(stage, [&](int i, int n, float v) { return __expf(ell_s[i]) * (v + dd_s[i] * nin[n]); });
+  stage_load<Op>(accC, stage);
+  warp_mma<Op, wmma::row_major, wmma::row_major>(accC, Mc + 16 * w * ld, ld, Bs, ld);
+  stage_store<Op>(stage, accC);
+  warp_store_rows(stage, static_cast<Op*>(a.dC) + bh * T * N, T, N, t0, n0, [](int, float v) { return v; });
+  // E → dB and Δ's direct share
+  stage_store<Op>(stage, accE);
+  stage_map(stage, [&](int i, int n, float v) { return __expf(ell_s[kL - 1] - ell_s[i]) * (v + rout[n]); });
+  stage_load<Op>(accE, stage);
+  warp_mma<Op, wmma::row_major, wmma::row_major>(accE, Me + 16 * w * ld, ld, Cs, ld);
+  stage_store<Op>(stage, accE);
+  warp_store_rows(stage, static_cast<Op*>(a.dB) + bh * T * N, T, N, t0, n0,
+                  [&](int i, float v) { return dt_s[i] * v; });
+  {
+    const int i = 16 * w + lane / 2, h = (lane % 2) * 32;
+    float s = 0.f;
+    for (int k = 0; k < 32; ++k)
+      s += M::to_float(Bs[i * ld + h + k]) * stage[i * kLdF + h + k];
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    if (lane % 2 == 0 && t0 + i < T) atomicAdd(a.ddt_direct + bh * T + t0 + i, s);
+  }
+}
+
+}  // namespace hedgelab::cuda::detail

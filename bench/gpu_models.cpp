@@ -18,54 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/gpu_bench_util.h"
 #include "core/models/gpt_neox.h"
 #include "core/models/student.h"
 
-namespace {
-
-hedgelab::models::GptNeoXConfig pythia(const std::string& name) {
-  hedgelab::models::GptNeoXConfig c;
-  c.vocab_size = 50304;
-  c.max_position_embeddings = 2048;
-  c.rotary_pct = 0.25;
-  if (name == "160m") {
-    c.hidden_size = 768, c.num_layers = 12, c.num_heads = 12, c.intermediate_size = 3072;
-  } else if (name == "410m") {
-    c.hidden_size = 1024, c.num_layers = 24, c.num_heads = 16, c.intermediate_size = 4096;
-  } else if (name == "1b") {
-    c.hidden_size = 2048, c.num_layers = 16, c.num_heads = 8, c.intermediate_size = 8192;
-  } else {
-    throw std::runtime_error("unknown model " + name);
-  }
-  c.validate("bench_gpu_models");
-  return c;
-}
-
-template <typename F>
-double median_ms(F&& f, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i)
-    f();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    at::cuda::CUDAEvent a(cudaEventDefault), b(cudaEventDefault);
-    a.record();
-    f();
-    b.record();
-    b.synchronize();
-    ms.push_back(a.elapsed_time(b));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-int64_t count_params(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters())
-    n += p.numel();
-  return n;
-}
-
-}  // namespace
+using hedgelab::bench::count_params;
+using hedgelab::bench::median_ms;
+using hedgelab::bench::pythia_config;
 
 int main(int argc, char** argv) {
   std::vector<std::string> models = {"160m", "410m", "1b"};
@@ -80,10 +39,14 @@ int main(int argc, char** argv) {
       std::string m;
       while (std::getline(ss, m, ','))
         models.push_back(m);
-    } else if (a == "--batch") B = std::stoll(v);
-    else if (a == "--context") T = std::stoll(v);
-    else if (a == "--reps") reps = std::stoi(v);
-    else if (a == "--peak-tflops") peak = std::stod(v);
+    } else if (a == "--batch")
+      B = std::stoll(v);
+    else if (a == "--context")
+      T = std::stoll(v);
+    else if (a == "--reps")
+      reps = std::stoi(v);
+    else if (a == "--peak-tflops")
+      peak = std::stod(v);
   }
   if (!torch::cuda::is_available()) {
     std::fprintf(stderr, "no CUDA device\n");
@@ -93,11 +56,12 @@ int main(int argc, char** argv) {
   for (const auto& name : models) {
     try {
       torch::manual_seed(0);
-      const auto cfg = pythia(name);
+      const auto cfg = pythia_config(name);
       hedgelab::models::GptNeoXForCausalLM teacher(cfg);
       teacher->to(dev, at::kBFloat16);
       teacher->eval();
-      const at::Tensor ids = at::randint(0, cfg.vocab_size, {B, T}, at::TensorOptions().dtype(at::kLong).device(dev));
+      const at::Tensor ids =
+          at::randint(0, cfg.vocab_size, {B, T}, at::TensorOptions().dtype(at::kLong).device(dev));
       const double t_fwd = median_ms(
           [&] {
             at::NoGradGuard ng;
@@ -105,10 +69,10 @@ int main(int argc, char** argv) {
           },
           2, reps);
       const int64_t teacher_params = count_params(*teacher);
-      std::printf("{\"bench\":\"teacher_fwd\",\"model\":\"pythia-%s\",\"B\":%lld,\"T\":%lld,\"ms\":%.3f,"
-                  "\"tokens_per_s\":%.0f,\"params\":%lld}\n",
-                  name.c_str(), (long long)B, (long long)T, t_fwd, B * T / (t_fwd * 1e-3),
-                  (long long)teacher_params);
+      std::printf(
+          "{\"bench\":\"teacher_fwd\",\"model\":\"pythia-%s\",\"B\":%lld,\"T\":%lld,\"ms\":%.3f,"
+          "\"tokens_per_s\":%.0f,\"params\":%lld}\n",
+          name.c_str(), (long long)B, (long long)T, t_fwd, B * T / (t_fwd * 1e-3), (long long)teacher_params);
       std::fflush(stdout);
 
       hedgelab::models::MixerOptions mo;
@@ -137,18 +101,16 @@ int main(int argc, char** argv) {
       student->zero_grad();
       const double flops = 6.0 * student_params * B * T + 2.0 * teacher_params * B * T;
       const double tflops = flops / (t_step * 1e-3) / 1e12;
-      std::printf("{\"bench\":\"stage2_step\",\"model\":\"pythia-%s\",\"B\":%lld,\"T\":%lld,\"ms\":%.3f,"
-                  "\"tokens_per_s\":%.0f,\"student_params\":%lld,\"model_tflops\":%.1f,\"mfu\":%.3f,"
-                  "\"peak_tflops\":%.0f}\n",
-                  name.c_str(), (long long)B, (long long)T, t_step, B * T / (t_step * 1e-3),
-                  (long long)student_params, tflops, tflops / peak, peak);
+      std::printf(
+          "{\"bench\":\"stage2_step\",\"model\":\"pythia-%s\",\"B\":%lld,\"T\":%lld,\"ms\":%.3f,"
+          "\"tokens_per_s\":%.0f,\"student_params\":%lld,\"model_tflops\":%.1f,\"mfu\":%.3f,"
+          "\"peak_tflops\":%.0f}\n",
+          name.c_str(), (long long)B, (long long)T, t_step, B * T / (t_step * 1e-3),
+          (long long)student_params, tflops, tflops / peak, peak);
       std::fflush(stdout);
     } catch (const std::exception& e) {
-      std::string msg = e.what();
-      msg = msg.substr(0, std::min<size_t>(msg.size(), 300));
-      std::replace(msg.begin(), msg.end(), '"', '\'');
-      std::replace(msg.begin(), msg.end(), '\n', ' ');
-      std::printf("{\"bench\":\"error\",\"model\":\"pythia-%s\",\"error\":\"%s\"}\n", name.c_str(), msg.c_str());
+      std::printf("{\"bench\":\"error\",\"model\":\"pythia-%s\",\"error\":\"%s\"}\n", name.c_str(),
+                  hedgelab::bench::json_safe(e.what()).c_str());
       std::fflush(stdout);
     }
     c10::cuda::CUDACachingAllocator::emptyCache();

@@ -2,14 +2,16 @@
 # ONE device call for the GPU path (issue 7): builds HedgeLab's CUDA targets against PyTorch's LibTorch with
 # the GUI off (scripts/gpu-build.sh), runs the cuda-labelled tests, then the benchmarks (the fused scan,
 # bench_scan_cuda; the models at Pythia shapes, bench_gpu_models and bench/gpu_hf_teacher.py; the recipe's own
-# step through DistillRun, bench_gpu_recipe_step; the scan's peers, bench/gpu_scan_peers.py), and leaves logs
-# and results under $OUT.
+# step through DistillRun, bench_gpu_recipe_step; the linear-attention forms and generation against
+# transformers' KV cache, bench_gpu_linear_attention, bench_gpu_generate and bench/gpu_hf_generate.py; the
+# scan's peers, bench/gpu_scan_peers.py), and leaves logs and results under $OUT.
 # Prepare HERE:  HEDGELAB_GPU_WORKTREE=1 bash scripts/gpu-prepare.sh   (and the peers' sources in .peers/)
 # Then call the device with carry [".gpu-tree", ".peers"] and the command
 #   cd .gpu-tree && bash scripts/gpu-all.sh
 # Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench models peers"; a subset
 # skips the rest), HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer
-# driver arguments, e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's).
+# driver arguments, e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's),
+# HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts, --decode).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export OUT="${OUT:-$ROOT/out}"
@@ -17,15 +19,18 @@ mkdir -p "$OUT"
 export HEDGELAB_GPU_BUILD_DIR="${HEDGELAB_GPU_BUILD_DIR:-/tmp/hlb}"
 BUILD="$HEDGELAB_GPU_BUILD_DIR"
 PEERS="${HEDGELAB_GPU_PEERS:-$ROOT/../.peers}"
-steps="${HEDGELAB_GPU_STEPS:-build tests bench models recipe peers}"
+steps="${HEDGELAB_GPU_STEPS:-build tests bench profile models recipe generate peers}"
 has() { [[ " $steps " == *" $1 "* ]]; }
+# Every benchmark command is cut at HEDGELAB_STEP_TIMEOUT seconds (default 240), so one slow step cannot take
+# the rest of the call with it; what it printed before stays in its log.
+tmo() { timeout "${HEDGELAB_STEP_TIMEOUT:-240}" "$@"; }
 log="$OUT/log"
 echo "== gpu-all: $(date -u +%FT%TZ) steps: $steps" | tee -a "$log"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$log"
 
 if has build; then
   t0=$(date +%s)
-  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step}" HEDGELAB_GPU_SKIP_TESTS=1 \
+  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step bench_gpu_linear_attention bench_gpu_generate}" HEDGELAB_GPU_SKIP_TESTS=1 \
     bash "$ROOT/scripts/gpu-build.sh" >>"$log" 2>&1
   rc=$?
   echo "build rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$log"
@@ -38,7 +43,7 @@ export LD_LIBRARY_PATH="$ROOT/.debs/root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_P
 
 if has tests; then
   t0=$(date +%s)
-  ctest --test-dir "$BUILD" -L cuda -V --timeout 900 >"$OUT/ctest-cuda.log" 2>&1
+  ctest --test-dir "$BUILD" -L cuda -V --timeout "${HEDGELAB_CTEST_TIMEOUT:-300}" >"$OUT/ctest-cuda.log" 2>&1
   rc=$?
   echo "ctest -L cuda rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   grep -E "rel err|PASS|FAIL|SKIP|Totals|tests passed|Passed|Failed" "$OUT/ctest-cuda.log" | tail -n 80
@@ -46,29 +51,60 @@ fi
 
 if has bench; then
   t0=$(date +%s)
-  "$BUILD/bench/bench_scan_cuda" ${HEDGELAB_BENCH_ARGS:-} >"$OUT/scan_ours.jsonl" 2>>"$log"
+  tmo "$BUILD/bench/bench_scan_cuda" ${HEDGELAB_BENCH_ARGS:-} >"$OUT/scan_ours.jsonl" 2>>"$log"
   echo "bench_scan_cuda rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   cat "$OUT/scan_ours.jsonl"
 fi
 
+if has profile; then
+  # Per-kernel times of the fused scan's passes at one shape (Nsight Compute's duration only; clocks left
+  # alone), forward and forward+backward as bench_scan_cuda calls them.
+  t0=$(date +%s)
+  tmo ncu --clock-control none --metrics gpu__time_duration.sum --csv -k regex:'state_pass|chunk_' \
+    "$BUILD/bench/bench_scan_cuda" ${HEDGELAB_PROFILE_ARGS:---N 128 --T 8192 --reps 2} >"$OUT/profile.csv" 2>>"$log"
+  echo "profile rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+  python3 - "$OUT/profile.csv" <<'PY' | tee -a "$log"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head, body = rows[0], rows[1:]
+k, v, u = head.index("Kernel Name"), head.index("Metric Value"), head.index("Metric Unit")
+acc = collections.defaultdict(list)
+for r in body:
+    acc[(r[k].split("(")[0], r[u])].append(float(r[v].replace(",", "")))
+for (name, unit), t in acc.items():
+    t.sort()
+    print(f"{name}: {len(t)} launches, median {t[len(t)//2]:.1f} {unit}")
+PY
+fi
+
 if has models; then
   t0=$(date +%s)
-  { "$BUILD/bench/bench_gpu_models" ${HEDGELAB_MODELS_ARGS:-}
-    PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_hf_teacher.py" ${HEDGELAB_HF_ARGS:-}; } >"$OUT/models.jsonl" 2>>"$log"
+  { tmo "$BUILD/bench/bench_gpu_models" ${HEDGELAB_MODELS_ARGS:-}
+    PYTHONUNBUFFERED=1 tmo python3 "$ROOT/bench/gpu_hf_teacher.py" ${HEDGELAB_HF_ARGS:-}; } >"$OUT/models.jsonl" 2>>"$log"
   echo "models rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   cat "$OUT/models.jsonl"
 fi
 
 if has recipe; then
   t0=$(date +%s)
-  "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} >"$OUT/recipe.jsonl" 2>>"$log"
+  tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} >"$OUT/recipe.jsonl" 2>>"$log"
   echo "recipe rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   cat "$OUT/recipe.jsonl"
 fi
 
+if has generate; then
+  t0=$(date +%s)
+  { tmo "$BUILD/bench/bench_gpu_linear_attention" ${HEDGELAB_LA_ARGS:-}
+    tmo "$BUILD/bench/bench_gpu_generate" ${HEDGELAB_GENERATE_ARGS:-}
+    PYTHONUNBUFFERED=1 tmo python3 "$ROOT/bench/gpu_hf_generate.py" ${HEDGELAB_GENERATE_ARGS:-}; } \
+    >"$OUT/generate.jsonl" 2>>"$log"
+  echo "generate rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+  cat "$OUT/generate.jsonl"
+fi
+
 if has peers; then
   t0=$(date +%s)
-  PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu_scan_peers.py" --peers "$PEERS" --ours "$OUT/scan_ours.jsonl" \
+  PYTHONUNBUFFERED=1 tmo python3 "$ROOT/bench/gpu_scan_peers.py" --peers "$PEERS" --ours "$OUT/scan_ours.jsonl" \
     --out "$OUT/scan_all.jsonl" ${HEDGELAB_PEER_ARGS:-} 2>&1 | tee "$OUT/peers.log"
   echo "peers rc=${PIPESTATUS[0]} in $(( $(date +%s) - t0 )) s" | tee -a "$log"
 fi

@@ -8,6 +8,6 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build pkg-config git ca-certificates \
   libtorch-dev libopenblas0-pthread \
-  qt6-base-dev qt6-base-dev-tools qt6-svg-dev libgl-dev libqcustomplot-dev libimgui-dev \
+  qt6-base-dev qt6-base-dev-tools qt6-svg-dev libqt6opengl6-dev libgl-dev libqcustomplot-dev libimgui-dev \
   libhdf5-dev libspdlog-dev nlohmann-json3-dev \
   xvfb xauth bible-kjv desktop-file-utils appstream

@@ -6,6 +6,7 @@ generated greedily one at a time. Reported per configuration, one JSON line: per
 median), decode tokens/s, prefill seconds, the KV cache's bytes per sequence and the allocator's peak; "oom"
 when it does not fit."""
 import argparse
+import inspect
 import json
 import time
 
@@ -15,11 +16,15 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 SHAPES = {"160m": (768, 12, 12, 3072), "410m": (1024, 24, 16, 4096), "1b": (2048, 16, 8, 8192)}
 
 
-def forward(model, ids, cache):
-    try:
+def keeps_last_logits_only(model):
+    """Whether this transformers' forward takes logits_to_keep (then a prefill piece's logits are [B, 1, V])."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def forward(model, ids, cache, last_only):
+    if last_only:
         return model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    except TypeError:  # an older transformers without logits_to_keep
-        return model(input_ids=ids, past_key_values=cache, use_cache=True)
+    return model(input_ids=ids, past_key_values=cache, use_cache=True)
 
 
 def main():
@@ -36,6 +41,7 @@ def main():
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa", torch_dtype=torch.bfloat16)
     model = model.cuda().eval()
+    last_only = keeps_last_logits_only(model)
     for B in [int(b) for b in a.batches.split(",")]:
         for ctx in [int(c) for c in a.contexts.split(",")]:
             row = dict(bench="generate", impl="hf_gptneox_kvcache", model=f"pythia-{a.model}", B=B, context=ctx)
@@ -45,11 +51,13 @@ def main():
                 with torch.no_grad():
                     from transformers import DynamicCache
                     cache = DynamicCache()
-                    piece = max(64, min(4096, (1 << 15) // B))
+                    # With only the last position's logits kept, a piece's size is bounded by its activations
+                    # (4096 tokens a sequence); otherwise by its logits [B, piece, V], as bench_gpu_generate's.
+                    piece = 4096 if last_only else max(64, min(4096, (1 << 15) // B))
                     t0 = time.perf_counter()
                     for start in range(0, ctx, piece):
                         n = min(piece, ctx - start)
-                        out = forward(model, torch.randint(0, 50304, (B, n), device="cuda"), cache)
+                        out = forward(model, torch.randint(0, 50304, (B, n), device="cuda"), cache, last_only)
                         cache = out.past_key_values
                     torch.cuda.synchronize()
                     row["prefill_s"] = round(time.perf_counter() - t0, 2)
@@ -58,7 +66,7 @@ def main():
                     for i in range(3 + a.decode):
                         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                         s.record()
-                        out = forward(model, nxt, cache)
+                        out = forward(model, nxt, cache, last_only)
                         cache = out.past_key_values
                         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
                         e.record()

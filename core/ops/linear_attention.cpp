@@ -16,7 +16,7 @@ namespace {
 std::atomic<LinearAttentionFn> g_fused_linear_attention{nullptr};
 std::atomic<bool> g_prefer_fused{[] {
   const char* v = std::getenv("HEDGELAB_FUSED_LINEAR_ATTENTION");
-  return v != nullptr && std::string(v) == "1";
+  return v == nullptr || std::string(v) != "0";
 }()};
 
 void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,

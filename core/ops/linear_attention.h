@@ -48,11 +48,13 @@ LinearAttentionStep linear_attention_recurrent_step(const LinearAttentionState& 
 // ---- dispatch ---------------------------------------------------------------------------------------------
 // linear_attention_chunked runs the fused kernel registered by the CUDA library (cuda/) when one is
 // registered, v is on a CUDA device, use_reference_scan() is false (one switch for every fused kernel,
-// hedge_mamba_scan.h) and the fused linear attention is preferred; otherwise the chunked ATen form below. It
-// is not preferred by default: at the stage-1 shapes measured (Pythia 160m–1b, T 2048, docs/results.md) the
-// chunked ATen form with bf16 matmuls is 1.8–4.6× faster forward+backward than the fused kernel.
-// HEDGELAB_FUSED_LINEAR_ATTENTION=1 in the environment, or set_prefer_fused_linear_attention(true), picks the
-// kernel. The fused function gets checked inputs and returns y [B,H,T,P] (and the final state when asked),
+// hedge_mamba_scan.h) and the fused linear attention is preferred (the default); otherwise the chunked ATen
+// form below. At the stage-1 shapes measured (Pythia 160m–1b, B4 T2048, bf16 inputs, docs/results.md) the
+// kernel's forward+backward is 1.13–1.51× faster than this form at its default chunk of 64, and under
+// autocast this form runs in float32 (φ comes out of a float32 softmax) where the kernel runs φ in v's dtype.
+// HEDGELAB_FUSED_LINEAR_ATTENTION=0 in the environment, or set_prefer_fused_linear_attention(false), keeps
+// the ATen form (then chunk 256 is the faster one at N 512: 2.40 against the kernel's 3.47 ms at pythia-1b's
+// shape). The fused function gets checked inputs and returns y [B,H,T,P] (and the final state when asked),
 // differentiable through autograd.
 using LinearAttentionFn = at::Tensor (*)(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                          const at::Tensor& v, double eps, const LinearAttentionState* initial,

@@ -11,9 +11,8 @@ import json
 import time
 
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-SHAPES = {"160m": (768, 12, 12, 3072), "410m": (1024, 24, 16, 4096), "1b": (2048, 16, 8, 8192)}
+from gpu_hf_teacher import SHAPES, pythia_model
 
 
 def keeps_last_logits_only(model):
@@ -34,13 +33,8 @@ def main():
     ap.add_argument("--contexts", default="1024,8192,32768")
     ap.add_argument("--decode", type=int, default=32)
     a = ap.parse_args()
-    d, L, H, F = SHAPES[a.model]
-    cfg = GPTNeoXConfig(vocab_size=50304, hidden_size=d, num_hidden_layers=L, num_attention_heads=H,
-                        intermediate_size=F, rotary_pct=0.25, max_position_embeddings=65536,
-                        use_parallel_residual=True, hidden_act="gelu")
-    torch.manual_seed(0)
-    model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa", torch_dtype=torch.bfloat16)
-    model = model.cuda().eval()
+    d, L = SHAPES[a.model][:2]
+    model = pythia_model(a.model, max_positions=65536)
     last_only = keeps_last_logits_only(model)
     for B in [int(b) for b in a.batches.split(",")]:
         for ctx in [int(c) for c in a.contexts.split(",")]:

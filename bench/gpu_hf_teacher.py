@@ -11,6 +11,18 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 SHAPES = {"160m": (768, 12, 12, 3072), "410m": (1024, 24, 16, 4096), "1b": (2048, 16, 8, 8192)}
 
 
+def pythia_model(name, max_positions):
+    """GPTNeoXForCausalLM at a Pythia shape (d, layers, heads, MLP width from SHAPES), random weights (seed 0),
+    sdpa attention, bf16, on CUDA in eval mode; bench/gpu_hf_generate.py builds its model here too."""
+    d, L, H, F = SHAPES[name]
+    cfg = GPTNeoXConfig(vocab_size=50304, hidden_size=d, num_hidden_layers=L, num_attention_heads=H,
+                        intermediate_size=F, rotary_pct=0.25, max_position_embeddings=max_positions,
+                        use_parallel_residual=True, hidden_act="gelu")
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa", torch_dtype=torch.bfloat16)
+    return model.cuda().eval()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="160m,410m,1b")
@@ -19,13 +31,7 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     a = ap.parse_args()
     for name in a.models.split(","):
-        d, L, H, F = SHAPES[name]
-        cfg = GPTNeoXConfig(vocab_size=50304, hidden_size=d, num_hidden_layers=L, num_attention_heads=H,
-                            intermediate_size=F, rotary_pct=0.25, max_position_embeddings=2048,
-                            use_parallel_residual=True, hidden_act="gelu")
-        torch.manual_seed(0)
-        model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa", torch_dtype=torch.bfloat16)
-        model = model.cuda().eval()
+        model = pythia_model(name, max_positions=2048)
         ids = torch.randint(0, 50304, (a.batch, a.context), device="cuda")
         times = []
         with torch.no_grad():

@@ -76,24 +76,32 @@ int launch_bc(const ScanShape& s, const ChunkBCArgs& a, cudaStream_t stream) {
   return launch(chunk_bc_kernel<Op>, grid, chunk_bc_smem<Op>(), a, stream);
 }
 
+// The forward state pass's arguments: S ← e^{ℓ_end} S + Bᵀ(w ∘ x) from S0, n0, the states entering each chunk
+// stored in ws (the forward keeps the final state as well; the backward's recomputation does not).
+StatePassArgs forward_state_args(const ScanShape& s, const void* Bm, const void* x, const float* dt,
+                                 const float* S0, const float* n0, const ScanWorkspace& ws) {
+  StatePassArgs st;
+  st.K = Bm;
+  st.V = x;
+  st.dt = dt;
+  st.ell = ws.ell;
+  st.S_init = S0;
+  st.v_init = n0;
+  st.states = ws.states;
+  st.vstates = ws.n_states;
+  st.T = s.T, st.N = s.N, st.P = s.P, st.nc = chunks(s);
+  return st;
+}
+
 template <typename Op>
 int forward(const ScanFwdParams& p, cudaStream_t stream) {
   const ScanShape& s = p.shape;
   const int64_t nc = chunks(s);
   if (int e = launch_ell(s, p.dt, p.A, p.ws.ell, stream)) return e;
 
-  StatePassArgs st;
-  st.K = p.Bm;
-  st.V = p.x;
-  st.dt = p.dt;
-  st.ell = p.ws.ell;
-  st.S_init = p.S0;
-  st.v_init = p.n0;
-  st.states = p.ws.states;
-  st.vstates = p.ws.n_states;
+  StatePassArgs st = forward_state_args(s, p.Bm, p.x, p.dt, p.S0, p.n0, p.ws);
   st.S_out = p.S_final;
   st.v_out = p.n_final;
-  st.T = s.T, st.N = s.N, st.P = s.P, st.nc = nc;
   if (int e = launch_state<Op, false>(s, st, stream)) return e;
 
   ChunkOutArgs o;
@@ -117,17 +125,8 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
   if (int e = launch_ell(s, p.dt, p.A, p.ws.ell, stream)) return e;
 
   // The forward's states again (cheaper to recompute than to keep: one light pass).
-  StatePassArgs fw;
-  fw.K = p.Bm;
-  fw.V = p.x;
-  fw.dt = p.dt;
-  fw.ell = p.ws.ell;
-  fw.S_init = p.S0;
-  fw.v_init = p.n0;
-  fw.states = p.ws.states;
-  fw.vstates = p.ws.n_states;
-  fw.T = s.T, fw.N = s.N, fw.P = s.P, fw.nc = nc;
-  if (int e = launch_state<Op, false>(s, fw, stream)) return e;
+  if (int e = launch_state<Op, false>(s, forward_state_args(s, p.Bm, p.x, p.dt, p.S0, p.n0, p.ws), stream))
+    return e;
 
   StatePassArgs rv;
   rv.K = p.Cm;

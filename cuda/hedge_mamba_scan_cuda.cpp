@@ -254,6 +254,7 @@ void register_kernels() {
   std::call_once(once, [] {
     ops::register_fused_scan(&fused_hedge_mamba_scan);
     ops::register_fused_linear_attention(&fused_linear_attention);
+    ops::register_fused_feature_map(&fused_hedgehog_features);
   });
 }
 

@@ -10,7 +10,8 @@
 #   cd .gpu-tree && bash scripts/gpu-all.sh
 # Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench models peers"; a subset
 # skips the rest), HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer
-# driver arguments, e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's),
+# driver arguments, e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's;
+# HEDGELAB_RECIPE_RECOMPUTE_QKV=0 skips its stage-1 rerun with q/k/v recomputed),
 # HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts, --decode).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -89,6 +90,14 @@ if has recipe; then
   t0=$(date +%s)
   tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} >"$OUT/recipe.jsonl" 2>>"$log"
   echo "recipe rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+  # Stage 1 again with each layer's q, k, v recomputed from ln1(x) (the form before the reuse), for the
+  # comparison; the lines after the marker are that variant's.
+  if [ "${HEDGELAB_RECIPE_RECOMPUTE_QKV:-1}" = 1 ]; then
+    echo '{"variant":"HEDGELAB_STAGE1_RECOMPUTE_QKV=1, stage 1 only"}' >>"$OUT/recipe.jsonl"
+    HEDGELAB_STAGE1_RECOMPUTE_QKV=1 tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} --stages 1 \
+      >>"$OUT/recipe.jsonl" 2>>"$log"
+    echo "recipe (stage 1, q/k/v recomputed) rc=$?" | tee -a "$log"
+  fi
   cat "$OUT/recipe.jsonl"
 fi
 

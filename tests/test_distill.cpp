@@ -5,11 +5,14 @@
 
 #include <QTest>
 #include <cmath>
+#include <cstdlib>
+#include <map>
 
 #include "core/data/corpus.h"
 #include "core/data/tokenizer_encoder.h"
 #include "core/distill/losses.h"
 #include "core/distill/recipe_run.h"
+#include "core/distill/stages.h"
 #include "core/io/checkpoint.h"
 #include "core/io/tokenizer.h"
 #include "tests/distill_fixture.h"
@@ -25,6 +28,37 @@ double close(double a, double b) {
 }
 
 using Fixture = testing::DistillFixture;
+
+// One stage-1 step of `recipe` on a fresh cursor: the weighted loss and the gradient of every trainable
+// parameter of `hh` (zeroed first). `recompute_qkv` sets HEDGELAB_STAGE1_RECOMPUTE_QKV for the step's
+// construction, which is when the step decides.
+struct Stage1Result {
+  double loss = 0;
+  std::map<std::string, at::Tensor> grads;
+};
+Stage1Result one_stage1_step(const distill::RecipeConfig& recipe, Fixture& f, models::HedgehogLM hh,
+                             bool recompute_qkv) {
+  if (recompute_qkv)
+    setenv("HEDGELAB_STAGE1_RECOMPUTE_QKV", "1", 1);
+  else
+    unsetenv("HEDGELAB_STAGE1_RECOMPUTE_QKV");
+  data::BatchCursor cursor(f.corpus.train(), recipe.data.context, recipe.data.batch_size, 7);
+  auto step = distill::stage1_step(recipe, f.teacher, hh, cursor);
+  unsetenv("HEDGELAB_STAGE1_RECOMPUTE_QKV");
+  for (auto& p : hh->parameters())
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  const distill::LossParts parts = step(0, 0);
+  at::Tensor total = at::zeros({});
+  for (const auto& part : parts.parts)
+    total = total + part.value * part.weight;
+  total.backward();
+  Stage1Result r;
+  r.loss = total.item<double>();
+  for (const auto& item : hh->named_parameters())
+    if (item.value().requires_grad() && item.value().grad().defined())
+      r.grads[item.key()] = item.value().grad().clone();
+  return r;
+}
 
 }  // namespace
 
@@ -100,6 +134,54 @@ class TestDistill : public QObject {
         losses.back() < 0.9 * losses.front(),
         ("stage-1 loss " + std::to_string(losses.front()) + " -> " + std::to_string(losses.back())).c_str());
     QCOMPARE(s.stage1_tokens, int64_t(20 * 32));
+  }
+
+  // Stage 1 takes the teacher's rotated q, k, v when the student's query_key_value is frozen and equal to the
+  // teacher's; the loss and every gradient must be those of recomputing them from ln1(x), with and without
+  // activation checkpointing. With q/k/v trainable it must recompute, or q/k/v would get no gradient.
+  void stage1_reuses_the_teachers_qkv_only_while_frozen() {
+    Fixture f;
+    for (bool checkpointing : {false, true}) {
+      auto recipe = f.recipe();
+      recipe.activation_checkpointing = checkpointing;
+      auto hh = distill::make_stage1_model(f.teacher, recipe);
+      {
+        at::NoGradGuard no_grad;  // away from the identity start, so the gradients are not special
+        for (auto& p : hh->feature_map_parameters())
+          p.add_(at::randn_like(p) * 0.3);
+      }
+      QVERIFY(hh->shares_frozen_qkv_with(*f.teacher));
+      const Stage1Result reused = one_stage1_step(recipe, f, hh, false);
+      const Stage1Result recomputed = one_stage1_step(recipe, f, hh, true);
+      qInfo("checkpointing %d: stage-1 loss reused %.9g, recomputed %.9g", checkpointing, reused.loss,
+            recomputed.loss);
+      QVERIFY(std::abs(reused.loss - recomputed.loss) <= 1e-6 * std::abs(recomputed.loss));
+      QCOMPARE(reused.grads.size(), recomputed.grads.size());
+      QVERIFY(!reused.grads.empty());
+      for (const auto& [name, g] : recomputed.grads) {
+        const at::Tensor& h = reused.grads.at(name);
+        const double scale = std::max(g.abs().max().item<double>(), 1e-30);
+        const double err = (h - g).abs().max().item<double>() / scale;
+        QVERIFY2(err <= 1e-5, (name + ": gradient differs by " + std::to_string(err)).c_str());
+      }
+    }
+    // q/k/v trainable: no reuse, and the projection gets its gradient.
+    auto recipe = f.recipe();
+    recipe.stage1.trainable = {"feature_maps", "output_gain", "qkv"};
+    auto hh = distill::make_stage1_model(f.teacher, recipe);
+    QVERIFY(!hh->shares_frozen_qkv_with(*f.teacher));
+    const Stage1Result r = one_stage1_step(recipe, f, hh, false);
+    const std::string qkv = "gpt_neox.layers.0.attention.query_key_value.weight";
+    QVERIFY2(r.grads.count(qkv) == 1, "query_key_value got no gradient");
+    QVERIFY(r.grads.at(qkv).abs().sum().item<double>() > 0.0);
+    // Frozen but no longer the teacher's (a student resumed from another run): no reuse either.
+    auto frozen = distill::make_stage1_model(f.teacher, f.recipe());
+    {
+      at::NoGradGuard no_grad;
+      for (auto& item : frozen->named_parameters())
+        if (item.key() == "gpt_neox.layers.1.attention.query_key_value.bias") item.value().add_(1e-3);
+    }
+    QVERIFY(!frozen->shares_frozen_qkv_with(*f.teacher));
   }
 
   void hedgemamba_run_is_deterministic_and_stoppable() {

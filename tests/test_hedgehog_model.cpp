@@ -113,6 +113,7 @@ class TestHedgehogModel : public QObject {
     const at::Tensor ids = random_ids(teacher->config(), 2, 19);
     models::TeacherCaptureOptions cap;
     cap.attention_io = true;
+    cap.attention_qkv = true;
     const auto t = teacher->forward(ids, cap);
     for (double scale : {0.0, 0.5}) {
       perturb(model, scale);
@@ -133,6 +134,12 @@ class TestHedgehogModel : public QObject {
         qInfo("layer %ld, perturbation %.1f: teacher-forced output relative error %.3g",
               static_cast<long>(layer), scale, err);
         QVERIFY2(err <= 1e-5, ("teacher-forced output relative error " + std::to_string(err)).c_str());
+        // From the q, k, v the teacher's forward captured (what stage 1 uses while q/k/v are frozen).
+        const double err_captured =
+            relative_error(model->attention_output_from_qkv(layer, t.attn_qkv[layer]), expected);
+        QVERIFY2(
+            err_captured <= 1e-5,
+            ("output from the captured q, k, v: relative error " + std::to_string(err_captured)).c_str());
       }
     }
     // The student owns a copy: the teacher is untouched, and the copy's weights started equal.

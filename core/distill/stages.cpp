@@ -6,7 +6,9 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <optional>
+#include <string>
 
 #include "core/common/error.h"
 #include "core/distill/losses.h"
@@ -132,6 +134,12 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
   const ops::AutocastSetting autocast = autocast_of(recipe);
   // λ_attn needs each layer's weights from the forward, which a recomputed layer does not keep.
   const bool recompute = recipe.activation_checkpointing && lambda_attn == 0;
+  // With q/k/v frozen (the default) the student's rotated q, k, v are the teacher's: take them from the
+  // teacher's forward instead of projecting and rotating ln1(x) again. HEDGELAB_STAGE1_RECOMPUTE_QKV=1 keeps
+  // the recomputation (the reference form, for checks and benchmarks).
+  const char* recompute_qkv_env = std::getenv("HEDGELAB_STAGE1_RECOMPUTE_QKV");
+  const bool reuse_qkv =
+      !(recompute_qkv_env && std::string(recompute_qkv_env) == "1") && hh->shares_frozen_qkv_with(*teacher);
   const at::Device device = teacher->lm_head_weight().device();
   return [=, &cursor](int64_t, int64_t) mutable {
     at::Tensor ids = cursor.next().narrow(1, 0, T).to(device);  // [B, T]
@@ -139,19 +147,35 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
     models::TeacherOutput t;
     {
       at::NoGradGuard no_grad;
-      t = teacher->forward(ids, {true, lambda_attn > 0});
+      models::TeacherCaptureOptions capture;
+      capture.attention_io = true;
+      capture.attention_probs = lambda_attn > 0;
+      capture.attention_qkv = reuse_qkv;
+      t = teacher->forward(ids, capture);
     }
+    if (reuse_qkv) t.attn_input.clear();  // not needed: frees L × [B, T, d]
     LossParts parts;
     for (int64_t l = 0; l < L; ++l) {
       at::Tensor weights;
+      at::Tensor* weights_out = lambda_attn > 0 ? &weights : nullptr;
       at::Tensor o_s;  // [B, T, d]
-      if (recompute)
+      if (reuse_qkv) {
+        const models::RotatedQkv qkv = t.attn_qkv[l];  // each [B, H, T, P], constants (no grad)
+        if (recompute)
+          o_s = ops::checkpointed(
+              [hh, l, qkv](const at::Tensor& q) {
+                return hh->attention_output_from_qkv(l, {q, qkv.k, qkv.v});
+              },
+              qkv.q);
+        else
+          o_s = hh->attention_output_from_qkv(l, qkv, lambda_attn > 0, weights_out);
+      } else if (recompute) {
         o_s = ops::checkpointed(
             [hh, l](const at::Tensor& x) { return hh->teacher_forced_attention_output(l, x); },
             t.attn_input[l]);
-      else
-        o_s = hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0,
-                                                  lambda_attn > 0 ? &weights : nullptr);
+      } else {
+        o_s = hh->teacher_forced_attention_output(l, t.attn_input[l], lambda_attn > 0, weights_out);
+      }
       parts.add("cosine.layers." + std::to_string(l), cosine_alignment_loss(o_s, t.attn_output[l]), 1.0 / L);
       if (lambda_attn > 0)
         parts.add("attn_ce.layers." + std::to_string(l),

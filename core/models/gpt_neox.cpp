@@ -338,7 +338,6 @@ at::Tensor add_block_residuals(const GptNeoXConfig& config,
 
 }  // namespace detail
 
-
 namespace {
 
 // Softmax attention with the causal mask; queries sit at positions past..past+Tq-1 of Tk keys.
@@ -381,6 +380,7 @@ TeacherOutput GptNeoXForCausalLMImpl::forward(const at::Tensor& ids, const Teach
     const auto& layer = *gpt_neox->layer(i);
     at::Tensor a_in = detail::apply_layer_norm(layer.input_layernorm, h);  // [B, T, d]
     RotatedQkv qkv = attention_qkv(i, a_in, past);
+    if (capture.attention_qkv) out.attn_qkv.push_back(qkv);
     at::Tensor k = qkv.k, v = qkv.v;  // [B, H, S+T, P] once joined with the cache
     if (cache) {
       if (cache->keys[i].defined()) {

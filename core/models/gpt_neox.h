@@ -99,9 +99,14 @@ struct KvCache {
   int64_t length = 0;              // S
 };
 
+struct RotatedQkv {
+  at::Tensor q, k, v;  // each [B, H, T, P], rotary applied to q and k
+};
+
 struct TeacherCaptureOptions {
   bool attention_io = false;     // each layer's ln1(x) input and dense(...) output
   bool attention_probs = false;  // each layer's softmax weights
+  bool attention_qkv = false;    // each layer's rotated q, k, v (this call's tokens, before any cache)
 };
 
 struct TeacherOutput {
@@ -109,10 +114,7 @@ struct TeacherOutput {
   std::vector<at::Tensor> attn_input;   // per layer [B, T, d] = input_layernorm(x)
   std::vector<at::Tensor> attn_output;  // per layer [B, T, d] = dense(merge(heads))
   std::vector<at::Tensor> attn_probs;   // per layer [B, H, T, T]
-};
-
-struct RotatedQkv {
-  at::Tensor q, k, v;  // each [B, H, T, P], rotary applied to q and k
+  std::vector<RotatedQkv> attn_qkv;     // per layer, each [B, H, T, P]
 };
 
 class GptNeoXForCausalLMImpl : public torch::nn::Module {

@@ -157,9 +157,38 @@ at::Tensor HedgehogLMImpl::teacher_forced_attention_output(int64_t layer, const 
   TORCH_CHECK(attn_input.dim() == 3 && attn_input.size(2) == config().hidden_size,
               "HedgehogLM: attention input must be [B, T, d], got ", attn_input.sizes());
   const RotatedQkv qkv = base_->attention_qkv(layer, attn_input, 0);  // each [B, H, T, P]
+  return attention_output_from_qkv(layer, qkv, quadratic, weights_out);
+}
+
+at::Tensor HedgehogLMImpl::attention_output_from_qkv(int64_t layer, const RotatedQkv& qkv, bool quadratic,
+                                                     at::Tensor* weights_out) const {
+  TORCH_CHECK(layer >= 0 && layer < config().num_layers, "HedgehogLM: layer ", layer, " out of range");
+  TORCH_CHECK(
+      qkv.q.dim() == 4 && qkv.q.size(1) == config().num_heads && qkv.q.size(3) == config().head_size(),
+      "HedgehogLM: q must be [B, H, T, P] with H = ", config().num_heads, ", P = ", config().head_size(),
+      ", got ", qkv.q.sizes());
   const at::Tensor heads =
       attention(layer)->forward(qkv.q, qkv.k, qkv.v, quadratic, weights_out);  // [B,H,T,P]
   return base_->attention_merge_and_project(layer, heads);                     // [B, T, d]
+}
+
+bool HedgehogLMImpl::shares_frozen_qkv_with(const GptNeoXForCausalLMImpl& teacher) const {
+  const GptNeoXConfig &a = teacher.config(), &b = config();
+  if (a.num_layers != b.num_layers || a.hidden_size != b.hidden_size || a.num_heads != b.num_heads ||
+      a.rotary_dims() != b.rotary_dims() || a.rotary_base != b.rotary_base ||
+      a.rope_linear_factor != b.rope_linear_factor)
+    return false;
+  at::NoGradGuard no_grad;
+  for (int64_t i = 0; i < config().num_layers; ++i) {
+    const auto& mine = *base_->gpt_neox->layer(i)->attention->query_key_value;
+    const auto& theirs = *teacher.gpt_neox->layer(i)->attention->query_key_value;
+    if (mine.weight.requires_grad() || (mine.bias.defined() && mine.bias.requires_grad())) return false;
+    if (mine.weight.device() != theirs.weight.device() || !at::equal(mine.weight, theirs.weight))
+      return false;
+    if (mine.bias.defined() != theirs.bias.defined()) return false;
+    if (mine.bias.defined() && !at::equal(mine.bias, theirs.bias)) return false;
+  }
+  return true;
 }
 
 int64_t HedgehogLMImpl::set_trainable(const Stage1Trainable& which) {

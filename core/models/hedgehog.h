@@ -101,6 +101,13 @@ class HedgehogLMImpl : public torch::nn::Module {
   // Stage 1's layer-wise, teacher-forced output o_ℓˢ [B,T,d] from the teacher's ln1(x_ℓ) [B,T,d].
   at::Tensor teacher_forced_attention_output(int64_t layer, const at::Tensor& attn_input,
                                              bool quadratic = false, at::Tensor* weights_out = nullptr) const;
+  // The same from the rotated q, k, v (each [B,H,T,P]) the teacher computed from that input: equal to the
+  // above while this model's query_key_value is the teacher's (stage 1 with q/k/v frozen, the default).
+  at::Tensor attention_output_from_qkv(int64_t layer, const RotatedQkv& qkv, bool quadratic = false,
+                                       at::Tensor* weights_out = nullptr) const;
+  // Whether every layer's query_key_value is frozen and equal to `teacher`'s, so that the teacher's rotated
+  // q, k, v can stand in for this model's (rotary settings are copied with the body).
+  bool shares_frozen_qkv_with(const GptNeoXForCausalLMImpl& teacher) const;
 
   // Sets requires_grad on every parameter by group; returns the number of trainable tensors.
   int64_t set_trainable(const Stage1Trainable& which);

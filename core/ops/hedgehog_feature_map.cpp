@@ -1,8 +1,36 @@
 #include "core/ops/hedgehog_feature_map.h"
 
+#include <atomic>
+#include <cstdlib>
+
 #include "core/common/error.h"
+#include "core/ops/hedge_mamba_scan.h"
 
 namespace hedgelab::ops {
+
+namespace {
+
+std::atomic<FeatureMapFn> g_fused_feature_map{nullptr};
+std::atomic<bool> g_prefer_fused{[] {
+  // Opt-in until the kernel has run on a GPU (docs/results.md): HEDGELAB_FUSED_FEATURE_MAP=1.
+  const char* v = std::getenv("HEDGELAB_FUSED_FEATURE_MAP");
+  return v != nullptr && std::string(v) == "1";
+}()};
+
+}  // namespace
+
+void register_fused_feature_map(FeatureMapFn fn) {
+  g_fused_feature_map.store(fn);
+}
+FeatureMapFn registered_fused_feature_map() {
+  return g_fused_feature_map.load();
+}
+void set_prefer_fused_feature_map(bool prefer) {
+  g_prefer_fused.store(prefer);
+}
+bool prefer_fused_feature_map() {
+  return g_prefer_fused.load();
+}
 
 std::string feature_map_kind_name(FeatureMapKind kind) {
   switch (kind) {
@@ -35,7 +63,12 @@ at::Tensor hedgehog_features(const at::Tensor& u, const at::Tensor& W, const at:
               " does not match W ", W.sizes(), " (expected [H,m])");
 
   // Batched over [B,H] against [H]: matmul broadcasts the head dimension.
-  const at::Tensor z = at::matmul(u, W.transpose(-1, -2)) + b.unsqueeze(1);  // [B, H, T, m]
+  const at::Tensor uw = at::matmul(u, W.transpose(-1, -2));  // [B, H, T, m]
+  const FeatureMapFn fused = g_fused_feature_map.load();
+  if (kind == FeatureMapKind::kPerHalfSoftmax && fused && u.is_cuda() && !use_reference_scan() &&
+      g_prefer_fused.load() && (uw.scalar_type() == at::kFloat || uw.scalar_type() == at::kBFloat16))
+    return fused(uw, b);                     // [B, H, T, 2m]
+  const at::Tensor z = uw + b.unsqueeze(1);  // [B, H, T, m]
   switch (kind) {
     case FeatureMapKind::kPerHalfSoftmax:
       return at::cat({at::softmax(z, -1), at::softmax(-z, -1)}, -1);  // [B, H, T, 2m]

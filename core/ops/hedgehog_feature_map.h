@@ -28,6 +28,23 @@ FeatureMapKind feature_map_kind_from_string(const std::string& name,
 at::Tensor hedgehog_features(const at::Tensor& u, const at::Tensor& W, const at::Tensor& b,
                              FeatureMapKind kind);
 
+// ---- dispatch ---------------------------------------------------------------------------------------------
+// hedgehog_features runs the per-half softmax through the fused kernel registered by the CUDA library (cuda/)
+// when (1) one is registered, (2) u is on a CUDA device in float32 or bf16, (3) use_reference_scan() is false
+// (one switch for every fused kernel, hedge_mamba_scan.h) and (4) the fused map is preferred: opt-in for now
+// (HEDGELAB_FUSED_FEATURE_MAP=1 in the environment or set_prefer_fused_feature_map(true)), because the kernel
+// and tests/test_cuda_feature_map.cpp have been compiled but not yet run on a GPU.
+// The projection u Wᵀ stays a matmul; the fused function gets z = u Wᵀ [B,H,T,m] without the bias and b
+// [H,m], and returns φ [B,H,T,2m] in z's dtype, differentiable in z and b. Under autocast z is bf16, so φ is
+// bf16 where the ATen form gives float32 (the bias promotes it); both compute the softmaxes in float32, and
+// every consumer's products (the fused linear attention and scan, autocast's matmuls) take bf16 anyway.
+using FeatureMapFn = at::Tensor (*)(const at::Tensor& z, const at::Tensor& b);
+// nullptr unregisters.
+void register_fused_feature_map(FeatureMapFn fn);
+FeatureMapFn registered_fused_feature_map();
+void set_prefer_fused_feature_map(bool prefer);
+bool prefer_fused_feature_map();
+
 struct HedgehogParams {
   at::Tensor W;  // [H, m, P]
   at::Tensor b;  // [H, m]

@@ -2,10 +2,20 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 
 namespace hedgelab::testing {
+
+// Whether the cuda-labelled suites can run: built with the CUDA library (cuda/) and a CUDA device present.
+inline bool cuda_kernels_ready() {
+#ifdef HEDGELAB_HAS_CUDA_KERNELS
+  return torch::cuda::is_available();
+#else
+  return false;
+#endif
+}
 
 // ‖a − b‖∞ / ‖b‖∞: the relative error of `a` against the reference `b`, the form every bound in the issues
 // (1e-4 for logits, 1e-5 for the ops) is stated in.

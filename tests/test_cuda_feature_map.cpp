@@ -26,6 +26,7 @@
 #endif
 
 using namespace hedgelab::ops;
+using hedgelab::testing::cuda_kernels_ready;
 using hedgelab::testing::relative_error;
 
 namespace {
@@ -45,14 +46,6 @@ Reference reference(const at::Tensor& z, const at::Tensor& b, const at::Tensor& 
   return {phi.detach(), g[0], g[1]};
 }
 
-bool ready() {
-#ifndef HEDGELAB_HAS_CUDA_KERNELS
-  return false;
-#else
-  return torch::cuda::is_available();
-#endif
-}
-
 void expect(const std::string& tag, const char* what, const at::Tensor& got, const at::Tensor& ref,
             double tol) {
   QVERIFY2(at::isfinite(got).all().item<bool>(), (tag + " " + what + ": not finite").c_str());
@@ -68,7 +61,7 @@ class TestCudaFeatureMap : public QObject {
 
  private Q_SLOTS:
   void initTestCase() {
-    if (!ready()) QSKIP("no CUDA device, or built without the CUDA library (cuda/)");
+    if (!cuda_kernels_ready()) QSKIP("no CUDA device, or built without the CUDA library (cuda/)");
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
     hedgelab::cuda::register_kernels();
 #endif

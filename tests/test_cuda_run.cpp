@@ -18,6 +18,7 @@
 #include "core/distill/stages.h"
 #include "core/run/distill_run.h"
 #include "tests/distill_fixture.h"
+#include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
 
 using namespace hedgelab;
@@ -38,11 +39,7 @@ struct Record : run::RunObserver {
 };
 
 bool ready() {
-#if defined(HEDGELAB_HAS_CUDA_KERNELS)
-  return torch::cuda::is_available();
-#else
-  return false;
-#endif
+  return testing::cuda_kernels_ready();
 }
 
 // Runs the fixture's recipe with `edit` applied; the teacher is loaded afresh (a run moves it).

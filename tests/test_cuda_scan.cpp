@@ -108,13 +108,7 @@ class TestCudaScan : public QObject {
   Q_OBJECT
 
  private:
-  bool ready() const {
-#ifndef HEDGELAB_HAS_CUDA_KERNELS
-    return false;
-#else
-    return torch::cuda::is_available();
-#endif
-  }
+  bool ready() const { return hedgelab::testing::cuda_kernels_ready(); }
 
   // Compares the fused kernel with `reference` (float64) on one configuration; logs every error.
   template <typename Ref>

@@ -11,7 +11,8 @@
 # Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench models peers"; a subset
 # skips the rest), HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer
 # driver arguments, e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's;
-# HEDGELAB_RECIPE_RECOMPUTE_QKV=0 skips its stage-1 rerun with q/k/v recomputed),
+# HEDGELAB_RECIPE_RECOMPUTE_QKV=0 skips its stage-1 rerun with q/k/v recomputed, HEDGELAB_RECIPE_FUSED_FM=0
+# its rerun with the fused feature map),
 # HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts, --decode).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 if has build; then
   t0=$(date +%s)
-  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step bench_gpu_linear_attention bench_gpu_generate}" HEDGELAB_GPU_SKIP_TESTS=1 \
+  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_feature_map test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step bench_gpu_linear_attention bench_gpu_generate}" HEDGELAB_GPU_SKIP_TESTS=1 \
     bash "$ROOT/scripts/gpu-build.sh" >>"$log" 2>&1
   rc=$?
   echo "build rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$log"
@@ -97,6 +98,14 @@ if has recipe; then
     HEDGELAB_STAGE1_RECOMPUTE_QKV=1 tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} --stages 1 \
       >>"$OUT/recipe.jsonl" 2>>"$log"
     echo "recipe (stage 1, q/k/v recomputed) rc=$?" | tee -a "$log"
+  fi
+  # The same configurations again with the fused Hedgehog feature-map kernel (HEDGELAB_FUSED_FEATURE_MAP=1,
+  # opt-in until measured here) for the comparison; HEDGELAB_RECIPE_FUSED_FM=0 skips it.
+  if [ "${HEDGELAB_RECIPE_FUSED_FM:-1}" = 1 ]; then
+    echo '{"variant":"HEDGELAB_FUSED_FEATURE_MAP=1"}' >>"$OUT/recipe.jsonl"
+    HEDGELAB_FUSED_FEATURE_MAP=1 tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} \
+      >>"$OUT/recipe.jsonl" 2>>"$log"
+    echo "recipe (fused feature map) rc=$?" | tee -a "$log"
   fi
   cat "$OUT/recipe.jsonl"
 fi

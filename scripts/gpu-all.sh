@@ -8,12 +8,13 @@
 # Prepare HERE:  HEDGELAB_GPU_WORKTREE=1 bash scripts/gpu-prepare.sh   (and the peers' sources in .peers/)
 # Then call the device with carry [".gpu-tree", ".peers"] and the command
 #   cd .gpu-tree && bash scripts/gpu-all.sh
-# Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench models peers"; a subset
-# skips the rest), HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer
-# driver arguments, e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's;
+# Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench profile models recipe
+# generate peers"; a subset skips the rest; "stepprofile" adds scripts/gpu-profile-step.sh, per-kernel
+# times of one recipe step),
+# HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer driver arguments,
+# e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's;
 # HEDGELAB_RECIPE_RECOMPUTE_QKV=0 skips its stage-1 rerun with q/k/v recomputed, HEDGELAB_RECIPE_FUSED_FM=0
-# its rerun with the fused feature map),
-# HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts, --decode).
+# its rerun with the ATen feature map), HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts, --decode).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export OUT="${OUT:-$ROOT/out}"
@@ -99,15 +100,21 @@ if has recipe; then
       >>"$OUT/recipe.jsonl" 2>>"$log"
     echo "recipe (stage 1, q/k/v recomputed) rc=$?" | tee -a "$log"
   fi
-  # The same configurations again with the fused Hedgehog feature-map kernel (HEDGELAB_FUSED_FEATURE_MAP=1,
-  # opt-in until measured here) for the comparison; HEDGELAB_RECIPE_FUSED_FM=0 skips it.
+  # The same configurations again with the ATen feature map (HEDGELAB_FUSED_FEATURE_MAP=0) for the
+  # comparison with the fused kernel; HEDGELAB_RECIPE_FUSED_FM=0 skips it.
   if [ "${HEDGELAB_RECIPE_FUSED_FM:-1}" = 1 ]; then
-    echo '{"variant":"HEDGELAB_FUSED_FEATURE_MAP=1"}' >>"$OUT/recipe.jsonl"
-    HEDGELAB_FUSED_FEATURE_MAP=1 tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} \
+    echo '{"variant":"HEDGELAB_FUSED_FEATURE_MAP=0"}' >>"$OUT/recipe.jsonl"
+    HEDGELAB_FUSED_FEATURE_MAP=0 tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} \
       >>"$OUT/recipe.jsonl" 2>>"$log"
     echo "recipe (fused feature map) rc=$?" | tee -a "$log"
   fi
   cat "$OUT/recipe.jsonl"
+fi
+
+if has stepprofile; then  # not in the default steps: where one recipe step's GPU time goes (Nsight Compute)
+  t0=$(date +%s)
+  bash "$ROOT/scripts/gpu-profile-step.sh" 2>>"$log"
+  echo "stepprofile rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
 fi
 
 if has generate; then

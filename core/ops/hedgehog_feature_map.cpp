@@ -12,9 +12,9 @@ namespace {
 
 std::atomic<FeatureMapFn> g_fused_feature_map{nullptr};
 std::atomic<bool> g_prefer_fused{[] {
-  // Opt-in until the kernel has run on a GPU (docs/results.md): HEDGELAB_FUSED_FEATURE_MAP=1.
+  // The default on CUDA (docs/results.md); HEDGELAB_FUSED_FEATURE_MAP=0 keeps the ATen form.
   const char* v = std::getenv("HEDGELAB_FUSED_FEATURE_MAP");
-  return v != nullptr && std::string(v) == "1";
+  return v == nullptr || std::string(v) != "0";
 }()};
 
 }  // namespace

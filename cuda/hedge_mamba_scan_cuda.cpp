@@ -14,7 +14,10 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/autograd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "cuda/register.h"
 #include "cuda/scan_params.h"
@@ -60,16 +63,27 @@ void check(int code, const char* what) {
   TORCH_CHECK(code == 0, "hedgelab fused scan (", what, "): ", scan_error_string(code));
 }
 
-// The kernels' scratch, from LibTorch's caching allocator; the tensors live as long as the struct.
+std::atomic<bool>& keep_states_flag() {
+  static std::atomic<bool> keep{[] {
+    const char* v = std::getenv("HEDGELAB_SCAN_RECOMPUTE_STATES");
+    return !(v && std::string(v) == "1");
+  }()};
+  return keep;
+}
+
+// The kernels' scratch, from LibTorch's caching allocator; the tensors live as long as the struct. The
+// backward can take the forward's kept states (and their vector part) instead of fresh scratch.
 struct Workspace {
   at::Tensor ell, states, n_states, adj, r_adj;
   ScanWorkspace ptrs;
-  Workspace(const ScanShape& s, const at::TensorOptions& op_opts, bool backward) {
+  Workspace(const ScanShape& s, const at::TensorOptions& op_opts, bool backward,
+            const at::Tensor& kept_states = {}, const at::Tensor& kept_n_states = {}) {
     const ScanWorkspaceSize z = scan_workspace(s);
     const auto f32 = op_opts.dtype(at::kFloat);
     ell = at::empty({z.ell}, f32);
-    states = at::empty({z.states}, op_opts);
-    n_states = at::empty({z.n_states}, f32);
+    const bool kept = kept_states.defined() && kept_states.numel() == z.states;
+    states = kept ? kept_states : at::empty({z.states}, op_opts);
+    n_states = kept ? kept_n_states : at::empty({z.n_states}, f32);
     ptrs.ell = ell.data_ptr<float>();
     ptrs.states = states.data_ptr();
     ptrs.n_states = n_states.data_ptr<float>();
@@ -120,7 +134,9 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     p.ws = ws.ptrs;
     check(scan_forward(p, at::cuda::getCurrentCUDAStream().stream()), "forward");
 
-    ctx->save_for_backward({xc, Bc, Cc, dtc, Ac, S0c, n0c, num, den, Sf, nf});
+    const bool keep = keep_scan_states();
+    ctx->save_for_backward({xc, Bc, Cc, dtc, Ac, S0c, n0c, num, den, Sf, nf, keep ? ws.states : at::Tensor(),
+                            keep ? ws.n_states : at::Tensor()});
     ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
     ctx->saved_data["B_dtype"] = static_cast<int64_t>(Bm.scalar_type());
     ctx->saved_data["C_dtype"] = static_cast<int64_t>(Cm.scalar_type());
@@ -135,6 +151,7 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     const at::Tensor &xc = saved[0], &Bc = saved[1], &Cc = saved[2], &dtc = saved[3], &Ac = saved[4];
     const at::Tensor &S0c = saved[5], &n0c = saved[6], &num = saved[7], &den = saved[8];
     const at::Tensor &Sf = saved[9], &nf = saved[10];
+    const at::Tensor &kept_states = saved[11], &kept_n_states = saved[12];  // undefined: recompute them
     const c10::cuda::CUDAGuard guard(xc.device());
     const ScanShape s = shape_of(xc, Bc);
     const auto f32 = xc.options().dtype(at::kFloat);
@@ -155,9 +172,10 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     at::Tensor ddt_direct = at::zeros({s.B, s.H, s.T}, f32);        // [B, H, T]
     at::Tensor dS0 = at::empty({s.B, s.H, s.N, s.P}, f32);          // [B, H, N, P]
     at::Tensor dn0 = at::empty({s.B, s.H, s.N}, f32);               // [B, H, N]
-    const Workspace ws(s, xc.options(), /*backward=*/true);
+    const Workspace ws(s, xc.options(), /*backward=*/true, kept_states, kept_n_states);
 
     ScanBwdParams p;
+    p.states_kept = ws.states.data_ptr() == (kept_states.defined() ? kept_states.data_ptr() : nullptr);
     p.shape = s;
     p.x = xc.data_ptr();
     p.Bm = Bc.data_ptr();
@@ -249,12 +267,20 @@ at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi
   return out.num / (out.den.unsqueeze(-1) + eps);  // [B, H, T, P]
 }
 
+void set_keep_scan_states(bool keep) {
+  keep_states_flag().store(keep);
+}
+bool keep_scan_states() {
+  return keep_states_flag().load();
+}
+
 void register_kernels() {
   static std::once_flag once;
   std::call_once(once, [] {
     ops::register_fused_scan(&fused_hedge_mamba_scan);
     ops::register_fused_linear_attention(&fused_linear_attention);
     ops::register_fused_feature_map(&fused_hedgehog_features);
+    ops::register_fused_cosine_alignment(&fused_cosine_alignment);
   });
 }
 

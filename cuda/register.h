@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/ops/cosine_alignment.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedgehog_feature_map.h"
 #include "core/ops/linear_attention.h"
@@ -11,8 +12,16 @@
 namespace hedgelab::cuda {
 
 // Registers the fused kernels into core/ops' dispatch (ops::register_fused_scan,
-// ops::register_fused_linear_attention and ops::register_fused_feature_map). Idempotent.
+// ops::register_fused_linear_attention, ops::register_fused_feature_map and
+// ops::register_fused_cosine_alignment). Idempotent.
 void register_kernels();
+
+// Whether the fused scan's forward keeps the states entering every chunk for its backward (the default), or
+// the backward recomputes them with one more state pass (false; HEDGELAB_SCAN_RECOMPUTE_STATES=1 in the
+// environment starts that way). Keeping costs ⌈T/64⌉·N·P elements a (b, h) per scan call until its backward
+// (at pythia-1b, B4 T2048, N 512: 268 MB a layer in bf16); the gradients are the same either way.
+void set_keep_scan_states(bool keep);
+bool keep_scan_states();
 
 // The fused scan itself (an ops::ScanFn): x, Bm, Cm on one CUDA device; bf16 inputs run bf16 tensor-core
 // operands, any other floating dtype runs tf32 operands; fp32 accumulation and state either way. Outputs
@@ -32,5 +41,10 @@ at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi
 // without the bias) and b [H,m] on one CUDA device → φ = [softmax(z + b), softmax(−z − b)] [B,H,T,2m] in z's
 // dtype, the softmaxes in float32; differentiable in z and b (the backward recomputes φ from z).
 at::Tensor fused_hedgehog_features(const at::Tensor& z, const at::Tensor& b);
+
+// Stage 1's per-token cosine alignment (an ops::CosineAlignmentFn): student and teacher [..., d] on one CUDA
+// device, float32 or bf16 each → cos [...] float32, reduced in float32; differentiable in both (the backward
+// reads each input once more and needs no reduction).
+at::Tensor fused_cosine_alignment(const at::Tensor& student, const at::Tensor& teacher);
 
 }  // namespace hedgelab::cuda

@@ -124,9 +124,10 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
   const int64_t nc = chunks(s);
   if (int e = launch_ell(s, p.dt, p.A, p.ws.ell, stream)) return e;
 
-  // The forward's states again (cheaper to recompute than to keep: one light pass).
-  if (int e = launch_state<Op, false>(s, forward_state_args(s, p.Bm, p.x, p.dt, p.S0, p.n0, p.ws), stream))
-    return e;
+  // The forward's states again, unless the forward kept them (p.states_kept).
+  if (!p.states_kept)
+    if (int e = launch_state<Op, false>(s, forward_state_args(s, p.Bm, p.x, p.dt, p.S0, p.n0, p.ws), stream))
+      return e;
 
   StatePassArgs rv;
   rv.K = p.Cm;

@@ -12,9 +12,10 @@
 //      the state entering every chunk (the only sequential part; a light one: one Bᵀ(w∘x) product a chunk);
 //   3. chunk pass: every (value tile, chunk, b, h) in parallel: the decay-masked quadratic form inside the
 //      chunk plus the stored entering state.
-// The backward runs the state pass again (forward states), a reverse state pass for the adjoint, and two
-// chunk passes (dx; dB, dC and Δ's direct share). Products run on the tensor cores (bf16 operands for bf16
-// inputs, tf32 for float inputs) with float32 accumulation; stored states have the operand type.
+// The backward takes the states the forward kept (or runs the state pass again for them), a reverse state
+// pass for the adjoint, and two chunk passes (dx; dB, dC and Δ's direct share). Products run on the tensor
+// cores (bf16 operands for bf16 inputs, tf32 for float inputs) with float32 accumulation; stored states have
+// the operand type.
 #pragma once
 
 #include <cstdint>
@@ -92,6 +93,9 @@ struct ScanBwdParams {
   float* dS0 = nullptr;         // [B,H,N,P]
   float* dn0 = nullptr;         // [B,H,N]
   ScanWorkspace ws;             // all five
+  // ws.states and ws.n_states already hold the forward's states entering every chunk (the forward kept
+  // them): the backward skips its recomputation of them.
+  bool states_kept = false;
 };
 
 // Launch on `stream` (a cudaStream_t); return 0 or a cudaError_t code, with the message in

@@ -12,9 +12,10 @@
 # generate peers"; a subset skips the rest; "stepprofile" adds scripts/gpu-profile-step.sh, per-kernel
 # times of one recipe step),
 # HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer driver arguments,
-# e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's;
-# HEDGELAB_RECIPE_RECOMPUTE_QKV=0 skips its stage-1 rerun with q/k/v recomputed, HEDGELAB_RECIPE_FUSED_FM=0
-# its rerun with the ATen feature map), HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts, --decode).
+# e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's),
+# HEDGELAB_RECIPE_VARIANTS (its reruns with fast paths switched off, ";"-separated, "" for none),
+# HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts,
+# --decode).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export OUT="${OUT:-$ROOT/out}"
@@ -92,22 +93,18 @@ if has recipe; then
   t0=$(date +%s)
   tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} >"$OUT/recipe.jsonl" 2>>"$log"
   echo "recipe rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
-  # Stage 1 again with each layer's q, k, v recomputed from ln1(x) (the form before the reuse), for the
-  # comparison; the lines after the marker are that variant's.
-  if [ "${HEDGELAB_RECIPE_RECOMPUTE_QKV:-1}" = 1 ]; then
-    echo '{"variant":"HEDGELAB_STAGE1_RECOMPUTE_QKV=1, stage 1 only"}' >>"$OUT/recipe.jsonl"
-    HEDGELAB_STAGE1_RECOMPUTE_QKV=1 tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} --stages 1 \
+  # The same configurations again under each variant of HEDGELAB_RECIPE_VARIANTS (";"-separated sets of
+  # environment assignments, each switching one fast path back to its earlier form) for the comparison;
+  # the lines after each {"variant": ...} marker are that variant's. "" skips them.
+  IFS=';' read -r -a variants <<<"${HEDGELAB_RECIPE_VARIANTS-HEDGELAB_FUSED_COSINE=0;HEDGELAB_SCAN_RECOMPUTE_STATES=1;HEDGELAB_FUSED_FEATURE_MAP=0;HEDGELAB_STAGE1_RECOMPUTE_QKV=1}"
+  for v in "${variants[@]}"; do
+    [ -n "$v" ] || continue
+    echo "{\"variant\":\"$v\"}" >>"$OUT/recipe.jsonl"
+    # shellcheck disable=SC2086
+    env $v timeout "${HEDGELAB_STEP_TIMEOUT:-240}" "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} \
       >>"$OUT/recipe.jsonl" 2>>"$log"
-    echo "recipe (stage 1, q/k/v recomputed) rc=$?" | tee -a "$log"
-  fi
-  # The same configurations again with the ATen feature map (HEDGELAB_FUSED_FEATURE_MAP=0) for the
-  # comparison with the fused kernel; HEDGELAB_RECIPE_FUSED_FM=0 skips it.
-  if [ "${HEDGELAB_RECIPE_FUSED_FM:-1}" = 1 ]; then
-    echo '{"variant":"HEDGELAB_FUSED_FEATURE_MAP=0"}' >>"$OUT/recipe.jsonl"
-    HEDGELAB_FUSED_FEATURE_MAP=0 tmo "$BUILD/bench/bench_gpu_recipe_step" ${HEDGELAB_RECIPE_ARGS:-} \
-      >>"$OUT/recipe.jsonl" 2>>"$log"
-    echo "recipe (fused feature map) rc=$?" | tee -a "$log"
-  fi
+    echo "recipe ($v) rc=$?" | tee -a "$log"
+  done
   cat "$OUT/recipe.jsonl"
 fi
 

@@ -115,6 +115,18 @@ class TestHedgehogModel : public QObject {
     cap.attention_io = true;
     cap.attention_qkv = true;
     const auto t = teacher->forward(ids, cap);
+    {  // Stage 1's capture stops after the last attention: the same captures, no logits.
+      models::TeacherCaptureOptions no_logits = cap;
+      no_logits.logits = false;
+      const auto s = teacher->forward(ids, no_logits);
+      QVERIFY(t.logits.defined() && !s.logits.defined());
+      QCOMPARE(s.attn_output.size(), t.attn_output.size());
+      for (size_t l = 0; l < t.attn_output.size(); ++l) {
+        QVERIFY(at::equal(s.attn_output[l], t.attn_output[l]));
+        QVERIFY(at::equal(s.attn_input[l], t.attn_input[l]));
+        QVERIFY(at::equal(s.attn_qkv[l].v, t.attn_qkv[l].v));
+      }
+    }
     for (double scale : {0.0, 0.5}) {
       perturb(model, scale);
       for (int64_t layer = 0; layer < teacher->config().num_layers; ++layer) {

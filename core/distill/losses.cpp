@@ -2,11 +2,13 @@
 
 #include <ATen/ATen.h>
 
+#include "core/ops/cosine_alignment.h"
+
 namespace hedgelab::distill {
 
 at::Tensor cosine_alignment_loss(const at::Tensor& student, const at::Tensor& teacher) {
   TORCH_CHECK(student.sizes() == teacher.sizes(), "cosine_alignment_loss: shapes differ");
-  at::Tensor cos = at::cosine_similarity(student.to(at::kFloat), teacher.to(at::kFloat), -1, 1e-8);  // [B, T]
+  at::Tensor cos = ops::cosine_alignment(student, teacher);  // [B, T] float32
   return (1.0 - cos).mean();
 }
 

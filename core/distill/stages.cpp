@@ -151,6 +151,7 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
       capture.attention_io = true;
       capture.attention_probs = lambda_attn > 0;
       capture.attention_qkv = reuse_qkv;
+      capture.logits = false;  // stage 1 matches attention outputs only
       t = teacher->forward(ids, capture);
     }
     if (reuse_qkv) t.attn_input.clear();  // not needed: frees L × [B, T, d]

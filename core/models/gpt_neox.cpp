@@ -398,9 +398,11 @@ TeacherOutput GptNeoXForCausalLMImpl::forward(const at::Tensor& ids, const Teach
       out.attn_output.push_back(a_out);
     }
     if (capture.attention_probs) out.attn_probs.push_back(probs);
+    if (!capture.logits && i == L - 1) break;  // the last block's MLP only feeds the logits
     h = detail::add_block_residuals(config_, layer.post_attention_layernorm, *layer.mlp, h, a_out);
   }
   if (cache) cache->length += ids.size(1);
+  if (!capture.logits) return out;
   h = detail::apply_layer_norm(gpt_neox->final_layer_norm, h);
   out.logits = at::linear(h, lm_head_weight());  // [B, T, V]
   return out;

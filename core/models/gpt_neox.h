@@ -107,10 +107,11 @@ struct TeacherCaptureOptions {
   bool attention_io = false;     // each layer's ln1(x) input and dense(...) output
   bool attention_probs = false;  // each layer's softmax weights
   bool attention_qkv = false;    // each layer's rotated q, k, v (this call's tokens, before any cache)
+  bool logits = true;            // false: stop after the last attention (no last MLP, no lm_head; stage 1)
 };
 
 struct TeacherOutput {
-  at::Tensor logits;                    // [B, T, V]
+  at::Tensor logits;                    // [B, T, V]; undefined when not asked
   std::vector<at::Tensor> attn_input;   // per layer [B, T, d] = input_layernorm(x)
   std::vector<at::Tensor> attn_output;  // per layer [B, T, d] = dense(merge(heads))
   std::vector<at::Tensor> attn_probs;   // per layer [B, H, T, T]

@@ -1,0 +1,54 @@
+#include "core/ops/cosine_alignment.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "core/ops/hedge_mamba_scan.h"
+
+namespace hedgelab::ops {
+
+namespace {
+
+std::atomic<CosineAlignmentFn> g_fused_cosine{nullptr};
+std::atomic<bool> g_prefer_fused{[] {
+  const char* v = std::getenv("HEDGELAB_FUSED_COSINE");
+  return v == nullptr || std::string(v) != "0";
+}()};
+
+bool kernel_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16;
+}
+
+}  // namespace
+
+void register_fused_cosine_alignment(CosineAlignmentFn fn) {
+  g_fused_cosine.store(fn);
+}
+CosineAlignmentFn registered_fused_cosine_alignment() {
+  return g_fused_cosine.load();
+}
+void set_prefer_fused_cosine_alignment(bool prefer) {
+  g_prefer_fused.store(prefer);
+}
+bool prefer_fused_cosine_alignment() {
+  return g_prefer_fused.load();
+}
+
+at::Tensor cosine_alignment_reference(const at::Tensor& student, const at::Tensor& teacher) {
+  TORCH_CHECK(student.sizes() == teacher.sizes() && student.dim() >= 1, "cosine_alignment: student ",
+              student.sizes(), " and teacher ", teacher.sizes(), " must have one shape [..., d]");
+  return at::cosine_similarity(student.to(at::kFloat), teacher.to(at::kFloat), -1, kCosineEps);  // [...]
+}
+
+at::Tensor cosine_alignment(const at::Tensor& student, const at::Tensor& teacher) {
+  TORCH_CHECK(student.sizes() == teacher.sizes() && student.dim() >= 1, "cosine_alignment: student ",
+              student.sizes(), " and teacher ", teacher.sizes(), " must have one shape [..., d]");
+  const CosineAlignmentFn fused = g_fused_cosine.load();
+  if (fused && student.is_cuda() && teacher.device() == student.device() && !use_reference_scan() &&
+      g_prefer_fused.load() && kernel_dtype(student) && kernel_dtype(teacher) && student.numel() > 0)
+    return fused(student, teacher);  // [...] float32
+  return cosine_alignment_reference(student, teacher);
+}
+
+}  // namespace hedgelab::ops

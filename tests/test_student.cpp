@@ -179,6 +179,40 @@ class TestStudent : public QObject {
     QVERIFY(last_norm_err <= 1e-4 * c0.state_norms.max().item<double>());
   }
 
+  // The short convolution against its definition, out_t = b + Σ_j w_j in_{t−W+1+j} (zeros before the start),
+  // summed here in float64 one output at a time; a bf16 input (autocast's projections) comes out in bf16.
+  void causal_conv_matches_its_definition_and_keeps_the_input_dtype() {
+    const int64_t B = 2, T = 11, C = 5, W = 4;
+    models::CausalConv1d conv(C, W);
+    {
+      torch::NoGradGuard no_grad;
+      conv->weight.normal_(0.0, 0.7);
+      conv->bias.normal_(0.0, 0.3);
+    }
+    const at::Tensor in = torch::randn({B, T, C});  // [B, T, C]
+    for (const at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+      const at::Tensor x = in.to(dt);           // [B, T, C]
+      const at::Tensor out = conv->forward(x);  // [B, T, C]
+      QCOMPARE(out.scalar_type(), dt);
+      const at::Tensor xd = x.to(at::kDouble), wd = conv->weight.detach().to(at::kDouble);
+      const at::Tensor bd = conv->bias.detach().to(at::kDouble);
+      at::Tensor ref = at::zeros({B, T, C}, at::kDouble);  // [B, T, C]
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t c = 0; c < C; ++c) {
+            double v = bd[c].item<double>();
+            for (int64_t j = 0; j < W; ++j) {
+              const int64_t s = t - (W - 1) + j;
+              if (s >= 0) v += wd[c][j].item<double>() * xd[b][s][c].item<double>();
+            }
+            ref[b][t][c] = v;
+          }
+      const double err = relative_error(out.to(at::kDouble), ref);
+      QVERIFY2(err < (dt == at::kFloat ? 1e-6 : 8e-3),
+               qPrintable(QString("dtype %1: relative error %2").arg(c10::toString(dt)).arg(err)));
+    }
+  }
+
   void recurrent_decoding_equals_the_parallel_forward() {
     for (const char* name : {"gpt_neox_parallel", "gpt_neox_sequential"}) {
       auto teacher = load(name);

@@ -123,7 +123,10 @@ at::Tensor CausalConv1dImpl::forward(const at::Tensor& in, at::Tensor* tail) con
   for (int64_t j = 0; j < W; ++j)
     out = out + weight.select(1, j).view({1, C, 1}) * full.narrow(2, j, T);
   if (tail) *tail = full.narrow(2, T, W - 1);  // the last W−1 inputs
-  return out.transpose(1, 2);                  // [B, T, C]
+  // Accumulated in float32 against the float32 weights, handed on in the input's dtype, as autocast does for
+  // a convolution: a bf16 input (autocast's projections) stays bf16, so the scan after it runs on bf16
+  // operands.
+  return out.transpose(1, 2).to(in.scalar_type());  // [B, T, C]
 }
 
 // ---- the mixer --------------------------------------------------------------------------------------------

@@ -74,17 +74,19 @@ std::atomic<bool>& keep_states_flag() {
 // The kernels' scratch, from LibTorch's caching allocator; the tensors live as long as the struct. The
 // backward can take the forward's kept states (and their vector part) instead of fresh scratch.
 struct Workspace {
-  at::Tensor ell, states, n_states, adj, r_adj;
+  at::Tensor ell, gram, states, n_states, adj, r_adj;
   ScanWorkspace ptrs;
   Workspace(const ScanShape& s, const at::TensorOptions& op_opts, bool backward,
             const at::Tensor& kept_states = {}, const at::Tensor& kept_n_states = {}) {
     const ScanWorkspaceSize z = scan_workspace(s);
     const auto f32 = op_opts.dtype(at::kFloat);
     ell = at::empty({z.ell}, f32);
+    gram = at::empty({z.gram}, f32);
     const bool kept = kept_states.defined() && kept_states.numel() == z.states;
     states = kept ? kept_states : at::empty({z.states}, op_opts);
     n_states = kept ? kept_n_states : at::empty({z.n_states}, f32);
     ptrs.ell = ell.data_ptr<float>();
+    ptrs.gram = gram.data_ptr<float>();
     ptrs.states = states.data_ptr();
     ptrs.n_states = n_states.data_ptr<float>();
     if (backward) {

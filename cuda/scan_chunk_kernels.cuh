@@ -6,9 +6,62 @@
 
 namespace hedgelab::cuda::detail {
 
+// The chunk's Gram matrix of two token-major operands, shared by every value or state tile of the chunk:
+// forward C·Bᵀ, backward B·Cᵀ (dx) and dnum·xᵀ (dB, dC), each once a chunk rather than once a tile.
+struct ChunkGramArgs {
+  const void* A = nullptr;  // [BH,T,W] Op
+  const void* B = nullptr;  // [BH,T,W] Op
+  float* G = nullptr;       // [BH,nc,L,L]: G_c[i][j] = A_{cL+i} · B_{cL+j}, zero past T
+  int64_t T = 0, W = 0, nc = 0;
+};
+
+// One block per (chunk, b·h); the W axis is walked in 64-wide tiles, the next tile's loads in flight while
+// this one is multiplied; warp w writes rows 16w … 16w+15 straight from its accumulators.
+template <typename Op>
+__global__ void __launch_bounds__(kThreads, 4) chunk_gram_kernel(ChunkGramArgs a) {
+  constexpr int ld = Mma<Op>::kLd;
+  extern __shared__ __align__(128) unsigned char sm[];
+  Op* As = reinterpret_cast<Op*>(sm);                     // [L × 64] A, one W tile
+  Op* Bs = reinterpret_cast<Op*>(sm + tile_bytes<Op>());  // [L × 64] B, one W tile
+  const int64_t T = a.T, W = a.W, c = blockIdx.x, bh = blockIdx.y, t0 = c * kL;
+  const int w = threadIdx.x / 32;
+  const Op* A = static_cast<const Op*>(a.A) + bh * T * W;
+  const Op* B = static_cast<const Op*>(a.B) + bh * T * W;
+  const bool vA = vec_ok(A, W), vB = vec_ok(B, W);
+  TileRegs<Op> rA, rB;
+  rA.fetch(A, T, W, t0, 0, vA);
+  rB.fetch(B, T, W, t0, 0, vB);
+  FragAcc<Op> acc[4];
+  zero<Op>(acc);
+  for (int64_t w0 = 0; w0 < W; w0 += kTile) {
+    __syncthreads();
+    rA.put(As);
+    rB.put(Bs);
+    __syncthreads();
+    if (w0 + kTile < W) {
+      rA.fetch(A, T, W, t0, w0 + kTile, vA);
+      rB.fetch(B, T, W, t0, w0 + kTile, vB);
+    }
+    warp_mma<Op, wmma::row_major, wmma::col_major>(acc, As + 16 * w * ld, ld, Bs, ld);
+  }
+  float* G = a.G + (bh * a.nc + c) * kL * kL + (size_t)16 * w * kL;
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    wmma::store_matrix_sync(G + 16 * j, acc[j], kL, wmma::mem_row_major);
+}
+
+// A chunk's Gram rows r0 … r0+nrows−1 (global, row stride L) into a float tile of row stride kLdF, threads
+// `first` … `first`+`count`−1 of the block taking turns with 16-byte loads.
+__device__ inline void load_gram_rows(float* dst, const float* G, int r0, int nrows, int first, int count) {
+  for (int idx = (int)threadIdx.x - first; idx < nrows * kL / 4; idx += count) {
+    const int i = r0 + idx / (kL / 4), j = (idx % (kL / 4)) * 4;
+    *reinterpret_cast<float4*>(dst + i * kLdF + j) = __ldg(reinterpret_cast<const float4*>(G + i * kL + j));
+  }
+}
+
 struct ChunkOutArgs {
   const void* Q = nullptr;         // [BH,T,N]: Cm (forward) or Bm (dx)
-  const void* K = nullptr;         // [BH,T,N]: Bm (forward) or Cm (dx)
+  const float* gram = nullptr;     // [BH,nc,L,L]: Q Kᵀ a chunk, K = Bm (forward) or Cm (dx)
   const void* V = nullptr;         // [BH,T,P]: x (forward) or dnum (dx)
   const void* states = nullptr;    // [BH,nc,N,P] Op: S entering (forward) or R leaving (dx) each chunk
   const float* vstates = nullptr;  // [BH,nc,N]: n entering each chunk (forward)
@@ -25,18 +78,18 @@ struct ChunkOutArgs {
 //   forward: out = num,  pre = e^{ℓ_i}, pair = [j ≤ i] Δ_j e^{ℓ_i−ℓ_j}, post = 1; den_i = pre_i Q_i·n + Σ_j
 //   pair (Q_i·K_j); dx:      out = dx,   pre = e^{ℓ_end−ℓ_i}, pair = [j ≥ i] e^{ℓ_j−ℓ_i}, post = Δ_i; plus
 //   reader_i += dnum_i·num_i.
-// One block per (P tile, chunk, b·h); the N axis is walked in tiles, accumulating Q·S and Q·Kᵀ.
+// One block per (P tile, chunk, b·h); the N axis is walked in tiles, accumulating Q·S; Q·Kᵀ comes from the
+// chunk's Gram matrix (chunk_gram_kernel), computed once for all P tiles.
 template <typename Op, bool kDx>
 __global__ void __launch_bounds__(kThreads, 3) chunk_out_kernel(ChunkOutArgs a) {
   using M = Mma<Op>;
   constexpr int ld = M::kLd;
   extern __shared__ __align__(128) unsigned char sm[];
   Op* Qs = reinterpret_cast<Op*>(sm);                         // [L × 64] Q, one N tile
-  Op* Ks = reinterpret_cast<Op*>(sm + tile_bytes<Op>());      // [L × 64] K, one N tile
-  Op* Ss = reinterpret_cast<Op*>(sm + 2 * tile_bytes<Op>());  // [64 × 64] state, one N tile × the P tile
-  Op* Vs = reinterpret_cast<Op*>(sm + 3 * tile_bytes<Op>());  // [L × 64] V, the P tile
-  Op* Gm = reinterpret_cast<Op*>(sm + 4 * tile_bytes<Op>());  // [L × L] pair-weighted Q·Kᵀ
-  float* stage = reinterpret_cast<float*>(sm + 5 * tile_bytes<Op>());  // [64 × kLdF]
+  Op* Ss = reinterpret_cast<Op*>(sm + tile_bytes<Op>());      // [64 × 64] state, one N tile × the P tile
+  Op* Vs = reinterpret_cast<Op*>(sm + 2 * tile_bytes<Op>());  // [L × 64] V, the P tile
+  Op* Gm = reinterpret_cast<Op*>(sm + 3 * tile_bytes<Op>());  // [L × L] pair-weighted Q·Kᵀ
+  float* stage = reinterpret_cast<float*>(sm + 4 * tile_bytes<Op>());  // [64 × kLdF] Q·Kᵀ, then Q·S
   float* ell_s = stage + kTile * kLdF;                                 // [L]
   float* dt_s = ell_s + kL;                                            // [L]
   float* nvec = dt_s + kL;                                             // [64]
@@ -45,11 +98,10 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_out_kernel(ChunkOutArgs a) 
   const int64_t p0 = (int64_t)blockIdx.x * kTile, c = blockIdx.y, bh = blockIdx.z, t0 = c * kL;
   const int tid = threadIdx.x, w = tid / 32, lane = tid % 32;
   const Op* Q = static_cast<const Op*>(a.Q) + bh * T * N;
-  const Op* K = static_cast<const Op*>(a.K) + bh * T * N;
   const Op* V = static_cast<const Op*>(a.V) + bh * T * P;
   const Op* St = static_cast<const Op*>(a.states) + (bh * nc + c) * N * P;
   const bool den_block = !kDx && blockIdx.x == 0 && a.den;
-  const bool vQ = vec_ok(Q, N), vK = vec_ok(K, N);
+  const bool vQ = vec_ok(Q, N);
 
   if (tid < kL) {
     ell_s[tid] = a.ell[bh * nc * kL + t0 + tid];
@@ -57,11 +109,10 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_out_kernel(ChunkOutArgs a) 
   }
   // Every load of an N tile is issued at once, the next tile's while this one is multiplied.
   const bool vS = vec_ok(St, P);
-  TileRegs<Op> rQ, rK, rS;
+  TileRegs<Op> rQ, rS;
   float nv_next = 0.f;
   auto fetch = [&](int64_t n0) {
     rQ.fetch(Q, T, N, t0, n0, vQ);
-    rK.fetch(K, T, N, t0, n0, vK);
     rS.fetch(St, N, P, n0, p0, vS);
     if (den_block && tid < kTile) nv_next = n0 + tid < N ? a.vstates[(bh * nc + c) * N + n0 + tid] : 0.f;
   };
@@ -69,23 +120,22 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_out_kernel(ChunkOutArgs a) 
     TileRegs<Op> rV;
     rV.fetch(V, T, P, t0, p0, vec_ok(V, P));
     fetch(0);
+    // The warp's own 16 rows of Q·Kᵀ into the stage, read back after the N loop.
+    load_gram_rows(stage, a.gram + (bh * nc + c) * kL * kL, 16 * w, 16, 32 * w, 32);
     rV.put(Vs);
   }
 
-  FragAcc<Op> accS[4], accG[4];
+  FragAcc<Op> accS[4];
   zero<Op>(accS);
-  zero<Op>(accG);
   float qn = 0.f;  // den: row tid/2's share (half tid%2) of Q_i·n
   for (int64_t n0 = 0; n0 < N; n0 += kTile) {
     __syncthreads();
     rQ.put(Qs);
-    rK.put(Ks);
     rS.put(Ss);
     if (den_block && tid < kTile) nvec[tid] = nv_next;
     __syncthreads();
     if (n0 + kTile < N) fetch(n0 + kTile);
     warp_mma<Op, wmma::row_major, wmma::row_major>(accS, Qs + 16 * w * ld, ld, Ss, ld);
-    warp_mma<Op, wmma::row_major, wmma::col_major>(accG, Qs + 16 * w * ld, ld, Ks, ld);
     if (den_block) {
       const int i = tid / 2, h = (tid % 2) * 32;
       for (int k = 0; k < 32; ++k)
@@ -95,7 +145,6 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_out_kernel(ChunkOutArgs a) 
   __syncthreads();  // ell_s and dt_s are visible even when the loop above is empty
 
   // Gm = pair ∘ (Q Kᵀ), the warp's own rows (it alone reads them back); den from the float values.
-  stage_store<Op>(stage, accG);
   {
     const int i = 16 * w + lane / 2, h = (lane % 2) * 32;
     float rowsum = 0.f;
@@ -157,6 +206,7 @@ struct ChunkBCArgs {
   void* dB = nullptr;               // [BH,T,N] Op
   void* dC = nullptr;               // [BH,T,N] Op
   float* ddt_direct = nullptr;      // [BH,T] accumulated
+  const float* gram = nullptr;      // [BH,nc,L,L]: dnum·xᵀ a chunk (chunk_gram_kernel)
   int64_t T = 0, N = 0, P = 0, nc = 0;
 };
 
@@ -164,7 +214,8 @@ struct ChunkBCArgs {
 //   dC_t = e^{ℓ_t} (S dnum_t + dden_t n) + Σ_{s≤t} (Q_ts + dden_t) Δ_s e^{ℓ_t−ℓ_s} B_s,
 //   E_s  = e^{ℓ_end−ℓ_s} (R x_s + r) + Σ_{t≥s} (Q_ts + dden_t) e^{ℓ_t−ℓ_s} C_t,
 //   dB_s = Δ_s E_s,   ddt_direct_s += B_s·E_s (this N tile's share).
-// One block per (N tile, chunk, b·h); the P axis is walked in tiles, accumulating dnum Sᵀ, x Rᵀ and dnum xᵀ.
+// One block per (N tile, chunk, b·h); the P axis is walked in tiles, accumulating dnum Sᵀ and x Rᵀ; Q comes
+// from the chunk's Gram matrix dnum·xᵀ, computed once for all N tiles.
 template <typename Op>
 __global__ void __launch_bounds__(kThreads, 3) chunk_bc_kernel(ChunkBCArgs a) {
   using M = Mma<Op>;
@@ -176,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_bc_kernel(ChunkBCArgs a) {
   Op* Rs = reinterpret_cast<Op*>(sm + 3 * tile_bytes<Op>());  // [64 × 64] R; Ss and Rs then hold the stage
   Op* Bs = reinterpret_cast<Op*>(sm + 4 * tile_bytes<Op>());  // [L × 64] B, the N tile
   Op* Cs = reinterpret_cast<Op*>(sm + 5 * tile_bytes<Op>());  // [L × 64] C, the N tile
-  float* Qf = reinterpret_cast<float*>(sm + 6 * tile_bytes<Op>());  // [L × kLdF]
+  float* Qf = reinterpret_cast<float*>(sm + 6 * tile_bytes<Op>());  // [L × kLdF] dnum·xᵀ
   float* ell_s = Qf + kL * kLdF;
   float* dt_s = ell_s + kL;
   float* dd_s = dt_s + kL;
@@ -208,11 +259,11 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_bc_kernel(ChunkBCArgs a) {
     load_tile(Bs, Bg, T, N, t0, n0, vec_ok(Bg, N));
     load_tile(Cs, Cg, T, N, t0, n0, vec_ok(Cg, N));
   }
+  load_gram_rows(Qf, a.gram + (bh * nc + c) * kL * kL, 0, kL, 0, kThreads);  // every warp reads every row
 
-  FragAcc<Op> accC[4], accE[4], accQ[4];
+  FragAcc<Op> accC[4], accE[4];
   zero<Op>(accC);
   zero<Op>(accE);
-  zero<Op>(accQ);
   for (int64_t p0 = 0; p0 < P; p0 += kTile) {
     __syncthreads();
     {  // every load of the P tile issued before the first is waited for
@@ -229,16 +280,8 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_bc_kernel(ChunkBCArgs a) {
     __syncthreads();
     warp_mma<Op, wmma::row_major, wmma::col_major>(accC, Dn + 16 * w * ld, ld, Ss, ld);
     warp_mma<Op, wmma::row_major, wmma::col_major>(accE, Xs + 16 * w * ld, ld, Rs, ld);
-    warp_mma<Op, wmma::row_major, wmma::col_major>(accQ, Dn + 16 * w * ld, ld, Xs, ld);
   }
-  __syncthreads();  // every warp is done with Dn, Xs, Ss, Rs
-  {
-    const int w16 = 16 * w;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      wmma::store_matrix_sync(Qf + (size_t)w16 * kLdF + 16 * j, accQ[j], kLdF, wmma::mem_row_major);
-  }
-  __syncthreads();  // Me reads Qf's columns, written by every warp
+  __syncthreads();  // every warp is done with Dn, Xs, Ss, Rs (and Qf, loaded above, is visible to all)
   Op* Mc = Dn;
   Op* Me = Xs;
   {

@@ -25,7 +25,11 @@ constexpr int state_smem() {
 }
 template <typename Op>
 constexpr int chunk_out_smem() {
-  return 5 * tile_bytes<Op>() + kStageBytes + (2 * kL + kTile) * 4;
+  return 4 * tile_bytes<Op>() + kStageBytes + (2 * kL + kTile) * 4;
+}
+template <typename Op>
+constexpr int gram_smem() {
+  return 2 * tile_bytes<Op>();
 }
 template <typename Op>
 constexpr int chunk_bc_smem() {
@@ -58,10 +62,44 @@ int launch_ell(const ScanShape& s, const float* dt, const float* A, float* ell, 
   return (int)cudaGetLastError();
 }
 
+// The state pass: every chunk's share (chunk_state_kernel), then the walk over the chunks of the matrix
+// state and of the vector state (state_walk_kernel).
 template <typename Op, bool kReverse>
 int launch_state(const ScanShape& s, const StatePassArgs& a, cudaStream_t stream) {
-  const dim3 grid((unsigned)tiles(s.N), (unsigned)tiles(s.P), (unsigned)(s.B * s.H));
-  return launch(state_pass_kernel<Op, kReverse>, grid, state_smem<Op>(), a, stream);
+  const int64_t nc = chunks(s);
+  const dim3 grid((unsigned)(tiles(s.N) * tiles(s.P)), (unsigned)nc, (unsigned)(s.B * s.H));
+  if (int e = launch(chunk_state_kernel<Op, kReverse>, grid, state_smem<Op>(), a, stream)) return e;
+  StateWalkArgs wm;
+  wm.states = a.states;
+  wm.ell = a.ell;
+  wm.init = a.S_init;
+  wm.out = a.S_out;
+  wm.E = s.N * s.P, wm.nc = nc;
+  constexpr int kWalk = 256, kVm = 16 / (int)sizeof(Op), kVv = 4;
+  const int64_t bm = (wm.E + (int64_t)kWalk * kVm - 1) / ((int64_t)kWalk * kVm);
+  state_walk_kernel<Op, kReverse><<<dim3((unsigned)bm, (unsigned)(s.B * s.H)), kWalk, 0, stream>>>(wm);
+  if (int e = (int)cudaGetLastError()) return e;
+  StateWalkArgs wv;
+  wv.states = a.vstates;
+  wv.ell = a.ell;
+  wv.init = a.v_init;
+  wv.out = a.v_out;
+  wv.E = s.N, wv.nc = nc;
+  const int64_t bv = (wv.E + (int64_t)kWalk * kVv - 1) / ((int64_t)kWalk * kVv);
+  state_walk_kernel<float, kReverse><<<dim3((unsigned)bv, (unsigned)(s.B * s.H)), kWalk, 0, stream>>>(wv);
+  return (int)cudaGetLastError();
+}
+
+// G_c = A_c B_cᵀ for every chunk c of every (b, h) into ws.gram.
+template <typename Op>
+int launch_gram(const ScanShape& s, const void* A, const void* B, int64_t W, float* G, cudaStream_t stream) {
+  ChunkGramArgs g;
+  g.A = A;
+  g.B = B;
+  g.G = G;
+  g.T = s.T, g.W = W, g.nc = chunks(s);
+  const dim3 grid((unsigned)chunks(s), (unsigned)(s.B * s.H));
+  return launch(chunk_gram_kernel<Op>, grid, gram_smem<Op>(), g, stream);
 }
 
 template <typename Op, bool kDx>
@@ -103,10 +141,11 @@ int forward(const ScanFwdParams& p, cudaStream_t stream) {
   st.S_out = p.S_final;
   st.v_out = p.n_final;
   if (int e = launch_state<Op, false>(s, st, stream)) return e;
+  if (int e = launch_gram<Op>(s, p.Cm, p.Bm, s.N, p.ws.gram, stream)) return e;
 
   ChunkOutArgs o;
   o.Q = p.Cm;
-  o.K = p.Bm;
+  o.gram = p.ws.gram;
   o.V = p.x;
   o.states = p.ws.states;
   o.vstates = p.ws.n_states;
@@ -144,9 +183,10 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
   rv.T = s.T, rv.N = s.N, rv.P = s.P, rv.nc = nc;
   if (int e = launch_state<Op, true>(s, rv, stream)) return e;
 
+  if (int e = launch_gram<Op>(s, p.Bm, p.Cm, s.N, p.ws.gram, stream)) return e;
   ChunkOutArgs dx;
   dx.Q = p.Bm;
-  dx.K = p.Cm;
+  dx.gram = p.ws.gram;
   dx.V = p.dnum;
   dx.states = p.ws.adj;
   dx.dt = p.dt;
@@ -156,6 +196,9 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
   dx.reader = p.reader;
   dx.T = s.T, dx.N = s.N, dx.P = s.P, dx.nc = nc;
   if (int e = launch_out<Op, true>(s, dx, stream)) return e;
+
+  // The dx pass is done with B Cᵀ (stream order): the Gram buffer takes dnum xᵀ.
+  if (int e = launch_gram<Op>(s, p.dnum, p.x, s.P, p.ws.gram, stream)) return e;
 
   ChunkBCArgs bc;
   bc.x = p.x;
@@ -172,6 +215,7 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
   bc.dB = p.dB;
   bc.dC = p.dC;
   bc.ddt_direct = p.ddt_direct;
+  bc.gram = p.ws.gram;
   bc.T = s.T, bc.N = s.N, bc.P = s.P, bc.nc = nc;
   return launch_bc<Op>(s, bc, stream);
 }
@@ -184,6 +228,7 @@ ScanWorkspaceSize scan_workspace(const ScanShape& s) {
   w.ell = s.B * s.H * w.chunks * kL;
   w.n_states = s.B * s.H * w.chunks * s.N;
   w.states = s.B * s.H * w.chunks * s.N * s.P;
+  w.gram = s.B * s.H * w.chunks * kL * kL;
   return w;
 }
 

@@ -8,14 +8,16 @@
 //
 // The kernels follow the state-space duality (SSD) split into chunks of kScanChunk tokens:
 //   1. prep: ℓ inside each chunk (inclusive, restarting at every chunk), so no long difference is ever taken;
-//   2. state pass: one thread block per (tile of the N × P state, b, h) walks the chunks in order and stores
-//      the state entering every chunk (the only sequential part; a light one: one Bᵀ(w∘x) product a chunk);
-//   3. chunk pass: every (value tile, chunk, b, h) in parallel: the decay-masked quadratic form inside the
-//      chunk plus the stored entering state.
+//   2. state pass: every (tile of the N × P state, chunk, b, h) in parallel forms the chunk's own share
+//      Bᵀ(w∘x); then one element-wise walk over the chunks (the only sequential part, no products in it)
+//      turns the shares, in place, into the state entering every chunk;
+//   3. Gram pass: every (chunk, b, h) in parallel: C Bᵀ inside the chunk, once for all value tiles;
+//   4. chunk pass: every (value tile, chunk, b, h) in parallel: the decay-masked quadratic form inside the
+//      chunk (from the Gram matrix) plus the stored entering state.
 // The backward takes the states the forward kept (or runs the state pass again for them), a reverse state
-// pass for the adjoint, and two chunk passes (dx; dB, dC and Δ's direct share). Products run on the tensor
-// cores (bf16 operands for bf16 inputs, tf32 for float inputs) with float32 accumulation; stored states have
-// the operand type.
+// pass for the adjoint, and two Gram + chunk passes (B Cᵀ → dx; dnum xᵀ → dB, dC and Δ's direct share).
+// Products run on the tensor cores (bf16 operands for bf16 inputs, tf32 for float inputs) with float32
+// accumulation; the chunk shares and the stored states have the operand type, the walk carries float32.
 #pragma once
 
 #include <cstdint>
@@ -39,12 +41,14 @@ struct ScanWorkspace {
   float* n_states = nullptr;  // [B,H,nc,N]    the vector state entering each chunk
   void* adj = nullptr;        // [B,H,nc,N,P]  dtype: the state's adjoint leaving each chunk (backward only)
   float* r_adj = nullptr;     // [B,H,nc,N]    the vector state's adjoint leaving each chunk (backward only)
+  float* gram = nullptr;      // [B,H,nc,L,L]  a chunk's Gram matrix (C Bᵀ; backward B Cᵀ, then dnum xᵀ)
 };
 
 struct ScanWorkspaceSize {
   int64_t chunks = 0;             // nc
   int64_t ell = 0, n_states = 0;  // float elements
   int64_t states = 0;             // elements of dtype
+  int64_t gram = 0;               // float elements
 };
 ScanWorkspaceSize scan_workspace(const ScanShape& shape);
 
@@ -62,7 +66,7 @@ struct ScanFwdParams {
   float* den = nullptr;       // [B,H,T]
   float* S_final = nullptr;   // [B,H,N,P]
   float* n_final = nullptr;   // [B,H,N]
-  ScanWorkspace ws;           // ell, states, n_states
+  ScanWorkspace ws;           // ell, gram, states, n_states
 };
 
 // Backward: the gradients that need the scan. dx, dB, dC (in dtype), dS0 and dn0 are fully written; reader
@@ -92,7 +96,7 @@ struct ScanBwdParams {
   float* ddt_direct = nullptr;  // [B,H,T]    accumulated
   float* dS0 = nullptr;         // [B,H,N,P]
   float* dn0 = nullptr;         // [B,H,N]
-  ScanWorkspace ws;             // all five
+  ScanWorkspace ws;             // all six
   // ws.states and ws.n_states already hold the forward's states entering every chunk (the forward kept
   // them): the backward skips its recomputation of them.
   bool states_kept = false;

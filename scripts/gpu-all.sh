@@ -64,7 +64,7 @@ if has profile; then
   # Per-kernel times of the fused scan's passes at one shape (Nsight Compute's duration only; clocks left
   # alone), forward and forward+backward as bench_scan_cuda calls them.
   t0=$(date +%s)
-  tmo ncu --clock-control none --metrics gpu__time_duration.sum --csv -k regex:'state_pass|chunk_' \
+  tmo ncu --clock-control none --metrics gpu__time_duration.sum --csv -k regex:'state_|chunk_' \
     "$BUILD/bench/bench_scan_cuda" ${HEDGELAB_PROFILE_ARGS:---N 128 --T 8192 --reps 2} >"$OUT/profile.csv" 2>>"$log"
   echo "profile rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   python3 - "$OUT/profile.csv" <<'PY' | tee -a "$log"

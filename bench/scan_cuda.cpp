@@ -59,13 +59,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (a == "--B") B = std::stoll(next());
-    else if (a == "--H") H = std::stoll(next());
-    else if (a == "--P") P = std::stoll(next());
-    else if (a == "--N") Ns = parse_list(next());
-    else if (a == "--T") Ts = parse_list(next());
-    else if (a == "--reps") reps = std::stoi(next());
-    else if (a == "--reference") reference = true;
+    if (a == "--B")
+      B = std::stoll(next());
+    else if (a == "--H")
+      H = std::stoll(next());
+    else if (a == "--P")
+      P = std::stoll(next());
+    else if (a == "--N")
+      Ns = parse_list(next());
+    else if (a == "--T")
+      Ts = parse_list(next());
+    else if (a == "--reps")
+      reps = std::stoi(next());
+    else if (a == "--reference")
+      reference = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -82,11 +89,11 @@ int main(int argc, char** argv) {
   for (int64_t N : Ns) {
     for (int64_t T : Ts) {
       at::manual_seed(T + N);
-      const at::Tensor x = at::randn({B, H, T, P}, bf);                                     // [B, H, T, P]
+      const at::Tensor x = at::randn({B, H, T, P}, bf);                                       // [B, H, T, P]
       const at::Tensor Bm = at::softmax(at::randn({B, H, T, N}, f32), -1).to(at::kBFloat16);  // [B, H, T, N]
       const at::Tensor Cm = at::softmax(at::randn({B, H, T, N}, f32), -1).to(at::kBFloat16);  // [B, H, T, N]
-      const at::Tensor dt = at::softplus(at::randn({B, H, T}, f32) - 2);                    // [B, H, T]
-      const at::Tensor A = -at::exp(at::randn({H}, f32) * 0.5);                             // [H]
+      const at::Tensor dt = at::softplus(at::randn({B, H, T}, f32) - 2);                      // [B, H, T]
+      const at::Tensor A = -at::exp(at::randn({H}, f32) * 0.5);                               // [H]
       const double fwd = median_ms(
           [&] {
             at::NoGradGuard ng;
@@ -107,8 +114,8 @@ int main(int argc, char** argv) {
       std::printf(
           "{\"op\":\"%s\",\"B\":%lld,\"T\":%lld,\"H\":%lld,\"P\":%lld,\"N\":%lld,\"fwd_ms\":%.4f,"
           "\"fwdbwd_ms\":%.4f,\"fwd_min_bytes\":%.0f,\"fwd_TBps\":%.3f}\n",
-          reference ? "hedgelab_chunked_aten" : "hedgelab_fused_scan", (long long)B, (long long)T, (long long)H,
-          (long long)P, (long long)N, fwd, fb, bytes, bytes / (fwd * 1e-3) / 1e12);
+          reference ? "hedgelab_chunked_aten" : "hedgelab_fused_scan", (long long)B, (long long)T,
+          (long long)H, (long long)P, (long long)N, fwd, fb, bytes, bytes / (fwd * 1e-3) / 1e12);
       std::fflush(stdout);
     }
   }

@@ -62,32 +62,30 @@ int launch_ell(const ScanShape& s, const float* dt, const float* A, float* ell, 
   return (int)cudaGetLastError();
 }
 
+// One walk over the chunks of E-element states per (b, h): 256 threads a block, 16 bytes of Elem a thread.
+template <typename Elem, bool kReverse>
+int launch_walk(const ScanShape& s, void* states, const float* ell, const float* init, float* out, int64_t E,
+                cudaStream_t stream) {
+  StateWalkArgs w;
+  w.states = states;
+  w.ell = ell;
+  w.init = init;
+  w.out = out;
+  w.E = E, w.nc = chunks(s);
+  constexpr int kWalk = 256, kPerBlock = kWalk * (16 / (int)sizeof(Elem));
+  const dim3 grid((unsigned)((E + kPerBlock - 1) / kPerBlock), (unsigned)(s.B * s.H));
+  state_walk_kernel<Elem, kReverse><<<grid, kWalk, 0, stream>>>(w);
+  return (int)cudaGetLastError();
+}
+
 // The state pass: every chunk's share (chunk_state_kernel), then the walk over the chunks of the matrix
 // state and of the vector state (state_walk_kernel).
 template <typename Op, bool kReverse>
 int launch_state(const ScanShape& s, const StatePassArgs& a, cudaStream_t stream) {
-  const int64_t nc = chunks(s);
-  const dim3 grid((unsigned)(tiles(s.N) * tiles(s.P)), (unsigned)nc, (unsigned)(s.B * s.H));
+  const dim3 grid((unsigned)(tiles(s.N) * tiles(s.P)), (unsigned)chunks(s), (unsigned)(s.B * s.H));
   if (int e = launch(chunk_state_kernel<Op, kReverse>, grid, state_smem<Op>(), a, stream)) return e;
-  StateWalkArgs wm;
-  wm.states = a.states;
-  wm.ell = a.ell;
-  wm.init = a.S_init;
-  wm.out = a.S_out;
-  wm.E = s.N * s.P, wm.nc = nc;
-  constexpr int kWalk = 256, kVm = 16 / (int)sizeof(Op), kVv = 4;
-  const int64_t bm = (wm.E + (int64_t)kWalk * kVm - 1) / ((int64_t)kWalk * kVm);
-  state_walk_kernel<Op, kReverse><<<dim3((unsigned)bm, (unsigned)(s.B * s.H)), kWalk, 0, stream>>>(wm);
-  if (int e = (int)cudaGetLastError()) return e;
-  StateWalkArgs wv;
-  wv.states = a.vstates;
-  wv.ell = a.ell;
-  wv.init = a.v_init;
-  wv.out = a.v_out;
-  wv.E = s.N, wv.nc = nc;
-  const int64_t bv = (wv.E + (int64_t)kWalk * kVv - 1) / ((int64_t)kWalk * kVv);
-  state_walk_kernel<float, kReverse><<<dim3((unsigned)bv, (unsigned)(s.B * s.H)), kWalk, 0, stream>>>(wv);
-  return (int)cudaGetLastError();
+  if (int e = launch_walk<Op, kReverse>(s, a.states, a.ell, a.S_init, a.S_out, s.N * s.P, stream)) return e;
+  return launch_walk<float, kReverse>(s, a.vstates, a.ell, a.v_init, a.v_out, s.N, stream);
 }
 
 // G_c = A_c B_cᵀ for every chunk c of every (b, h) into ws.gram.

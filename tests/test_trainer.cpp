@@ -430,6 +430,24 @@ class TestTrainer : public QObject {
     QVERIFY2(d <= 1e-6, std::to_string(d).c_str());
   }
 
+  // On the CPU the fused form takes nothing and adamw_update is the reference, to the bit.
+  void adamw_update_on_the_cpu_is_the_reference() {
+    at::manual_seed(5);
+    const AdamWConfig config{0.9, 0.95, 1e-8, 0.1};
+    auto make = [](const at::Tensor& p, const at::Tensor& g) {
+      return AdamWSlot{p.clone(), g, at::full_like(p, 0.1), at::full_like(p, 0.2), 4, p.dim() >= 2};
+    };
+    const at::Tensor p = at::randn({6, 5}), g = at::randn({6, 5});
+    std::vector<AdamWSlot> a = {make(p, g)}, b = {make(p, g)};
+    std::vector<bool> taken;
+    QCOMPARE(adamw_update_fused(a, config, 1e-2, taken), int64_t{0});
+    QVERIFY(!taken[0] && at::equal(a[0].param, p));
+    adamw_update(a, config, 1e-2);
+    adamw_update_reference(b, config, 1e-2);
+    QVERIFY(!at::equal(a[0].param, p));
+    QVERIFY(at::equal(a[0].param, b[0].param) && at::equal(a[0].exp_avg_sq, b[0].exp_avg_sq));
+  }
+
   void weight_decay_only_on_matrices() {
     Toy toy;
     TrainerConfig config = toy_config(1);

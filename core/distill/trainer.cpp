@@ -381,54 +381,52 @@ Trainer::StepOutcome Trainer::do_step() {
     tokens += lp.tokens;
   }
 
-  // Gradients: all finite, or the step is abandoned naming the first parameter that is not.
+  // Gradients: all finite, or the step is abandoned naming the first parameter that is not. A non-finite
+  // entry makes the global norm non-finite, so the norm is the check; only then is each gradient looked at.
   std::vector<size_t> with_grad;
-  std::vector<at::Tensor> finite, norms;
+  std::vector<at::Tensor> norms;
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& g = params_[i].second.grad();
     if (!g.defined()) continue;  // unused this step, like torch's optimizers: no update, no moment decay
     with_grad.push_back(i);
-    finite.push_back(at::isfinite(g).all());
     norms.push_back(g.norm(2, g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).to(at::kDouble));
   }
   double grad_norm = 0.0;
   if (!with_grad.empty()) {
-    const at::Tensor finite_host = at::stack(finite).cpu().contiguous();
-    const bool* ok = finite_host.data_ptr<bool>();
-    for (size_t k = 0; k < with_grad.size(); ++k) {
-      if (ok[k]) continue;
-      const auto& [name, p] = params_[with_grad[k]];
-      const bool has_nan = at::isnan(p.grad()).any().item<bool>();
-      return abandon(step_name + ": the gradient of " + name + " is " + (has_nan ? "nan" : "inf") +
-                     layer_note(name));
-    }
     grad_norm = at::stack(norms).pow(2).sum().sqrt().item<double>();
-    if (!std::isfinite(grad_norm))  // finite entries whose squares overflow
-      return abandon(step_name + ": the gradient norm overflows");
+    if (!std::isfinite(grad_norm)) {
+      for (size_t i : with_grad) {
+        const auto& [name, p] = params_[i];
+        if (at::isfinite(p.grad()).all().item<bool>()) continue;
+        const bool has_nan = at::isnan(p.grad()).any().item<bool>();
+        return abandon(step_name + ": the gradient of " + name + " is " + (has_nan ? "nan" : "inf") +
+                       layer_note(name));
+      }
+      return abandon(step_name + ": the gradient norm overflows");  // finite entries whose squares do
+    }
   }
 
   at::NoGradGuard no_grad;
   if (config_.grad_clip > 0.0) {
     const double coef = config_.grad_clip / (grad_norm + 1e-6);
-    if (coef < 1.0)
+    if (coef < 1.0) {
+      std::vector<at::Tensor> grads;
+      grads.reserve(with_grad.size());
       for (size_t i : with_grad)
-        params_[i].second.mutable_grad().mul_(coef);
+        grads.push_back(params_[i].second.grad());
+      at::_foreach_mul_(grads, coef);  // in place: one multi-tensor launch per chunk on CUDA
+    }
   }
-  // AdamW, as torch::optim::AdamW computes it (decoupled decay, bias-corrected moments).
-  const auto& o = config_.adamw;
+  // AdamW (adamw.h: the fused multi-tensor kernel on CUDA where LibTorch has it, the reference otherwise).
+  std::vector<AdamWSlot> slots;
+  slots.reserve(with_grad.size());
   for (size_t i : with_grad) {
-    at::Tensor& p = params_[i].second;
-    const at::Tensor& g = p.grad();
+    const at::Tensor& p = params_[i].second;
     Moments& m = moments_[i];
     m.steps += 1;
-    const double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(m.steps));
-    const double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(m.steps));
-    if (o.weight_decay != 0.0 && p.dim() >= 2) p.mul_(1.0 - lr * o.weight_decay);
-    m.exp_avg.mul_(o.beta1).add_(g, 1.0 - o.beta1);
-    m.exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
-    const at::Tensor denom = (m.exp_avg_sq.sqrt() / std::sqrt(bias2)).add_(o.eps);
-    p.addcdiv_(m.exp_avg, denom, -lr / bias1);
+    slots.push_back({p, p.grad(), m.exp_avg, m.exp_avg_sq, m.steps, p.dim() >= 2});
   }
+  adamw_update(slots, config_.adamw, lr);
   for (auto& entry : params_)
     entry.second.mutable_grad().reset();
 

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/distill/adamw.h"
 #include "core/snapshot/run_reports.h"
 #include "core/train/lr_schedule.h"
 
@@ -47,12 +48,6 @@ struct LossParts {
 };
 
 using StepFunction = std::function<LossParts(int64_t step, int64_t micro)>;
-
-struct AdamWConfig {
-  double beta1 = 0.9, beta2 = 0.95;
-  double eps = 1e-8;
-  double weight_decay = 0.0;  // decoupled; applied to ≥2-D tensors only (not biases, gains, norms)
-};
 
 struct TrainerConfig {
   AdamWConfig adamw;

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/ops/causal_conv.h"
 #include "core/ops/cosine_alignment.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedgehog_feature_map.h"
@@ -12,8 +13,8 @@
 namespace hedgelab::cuda {
 
 // Registers the fused kernels into core/ops' dispatch (ops::register_fused_scan,
-// ops::register_fused_linear_attention, ops::register_fused_feature_map and
-// ops::register_fused_cosine_alignment). Idempotent.
+// ops::register_fused_linear_attention, ops::register_fused_feature_map, ops::register_fused_cosine_alignment
+// and ops::register_fused_causal_conv). Idempotent.
 void register_kernels();
 
 // Whether the fused scan's forward keeps the states entering every chunk for its backward (the default), or
@@ -46,5 +47,10 @@ at::Tensor fused_hedgehog_features(const at::Tensor& z, const at::Tensor& b);
 // device, float32 or bf16 each → cos [...] float32, reduced in float32; differentiable in both (the backward
 // reads each input once more and needs no reduction).
 at::Tensor fused_cosine_alignment(const at::Tensor& student, const at::Tensor& teacher);
+
+// The mixer's short causal convolution (an ops::CausalConvFn): in [B,T,C] float32 or bf16, weight [C,W]
+// (W ≤ 8) and bias [C] float32 on one CUDA device → out [B,T,C] in in's dtype, accumulated in float32;
+// differentiable in all three (the weight and bias gradients as per-block partial sums, then one sum).
+at::Tensor fused_causal_conv1d(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& bias);
 
 }  // namespace hedgelab::cuda

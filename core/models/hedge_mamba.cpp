@@ -9,6 +9,7 @@
 
 #include "core/common/error.h"
 #include "core/common/prng.h"
+#include "core/ops/causal_conv.h"
 #include "core/ops/hedge_mamba_scan_ref.h"
 
 namespace hedgelab::models {
@@ -114,19 +115,7 @@ CausalConv1dImpl::CausalConv1dImpl(int64_t channels, int64_t width) {
 }
 
 at::Tensor CausalConv1dImpl::forward(const at::Tensor& in, at::Tensor* tail) const {
-  const int64_t B = in.size(0), T = in.size(1), C = in.size(2), W = weight.size(1);
-  const at::Tensor prev =
-      (tail && tail->defined()) ? *tail : at::zeros({B, C, W - 1}, in.options());  // [B,C,W−1]
-  const at::Tensor full = at::cat({prev, in.transpose(1, 2)}, 2);                  // [B, C, T+W−1]
-  // W shifted multiply-adds: W is 4, so this is cheaper and simpler than a grouped convolution call.
-  at::Tensor out = bias.view({1, C, 1}).expand({B, C, T});  // [B, C, T]
-  for (int64_t j = 0; j < W; ++j)
-    out = out + weight.select(1, j).view({1, C, 1}) * full.narrow(2, j, T);
-  if (tail) *tail = full.narrow(2, T, W - 1);  // the last W−1 inputs
-  // Accumulated in float32 against the float32 weights, handed on in the input's dtype, as autocast does for
-  // a convolution: a bf16 input (autocast's projections) stays bf16, so the scan after it runs on bf16
-  // operands.
-  return out.transpose(1, 2).to(in.scalar_type());  // [B, T, C]
+  return ops::causal_conv1d(in, weight, bias, tail);  // [B, T, C]
 }
 
 // ---- the mixer --------------------------------------------------------------------------------------------

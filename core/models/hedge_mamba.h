@@ -56,7 +56,8 @@ struct MixerOptions {
   void validate(const std::string& source) const;
 };
 
-// Depthwise causal convolution over [B,T,C]: out_t[c] = Σ_j w[c,j] in_{t−W+1+j}[c] + bias[c].
+// Depthwise causal convolution over [B,T,C]: out_t[c] = Σ_j w[c,j] in_{t−W+1+j}[c] + bias[c]
+// (ops::causal_conv1d: the fused kernel on CUDA where it applies, the ATen reference otherwise).
 struct CausalConv1dImpl : torch::nn::Module {
   CausalConv1dImpl(int64_t channels, int64_t width);  // identity init: last tap 1, others 0, bias 0
   // in [B,T,C]; tail [B,C,W−1] holds the inputs before this block (zeros when undefined) and, when given,

@@ -23,27 +23,6 @@ namespace {
 constexpr int kThreadsX = 32;  // channel groups a block
 constexpr int kThreadsY = kCausalConvTilesPerBlock;
 
-template <int VEC, typename T>
-__device__ __forceinline__ void load_vec(const T* p, float (&v)[VEC]) {
-  if constexpr (VEC == kVec) {
-    load8(p, v);
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i)
-      v[i] = load1(p + i);
-  }
-}
-template <int VEC, typename T>
-__device__ __forceinline__ void store_vec(T* p, const float (&v)[VEC]) {
-  if constexpr (VEC == kVec) {
-    store8(p, v);
-  } else {
-#pragma unroll
-    for (int i = 0; i < VEC; ++i)
-      store1(p + i, v[i]);
-  }
-}
-
 // wl[lag][v] = w[c0+v, W−1−lag] for lag < W, else 0.
 template <int VEC, int K>
 __device__ __forceinline__ void load_taps(const float* __restrict__ w, int64_t c0, int W,

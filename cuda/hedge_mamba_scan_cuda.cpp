@@ -284,6 +284,7 @@ void register_kernels() {
     ops::register_fused_feature_map(&fused_hedgehog_features);
     ops::register_fused_cosine_alignment(&fused_cosine_alignment);
     ops::register_fused_causal_conv(&fused_causal_conv1d);
+    ops::register_fused_mixer_output(&fused_mixer_output);
   });
 }
 

@@ -9,12 +9,13 @@
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedgehog_feature_map.h"
 #include "core/ops/linear_attention.h"
+#include "core/ops/mixer_output.h"
 
 namespace hedgelab::cuda {
 
 // Registers the fused kernels into core/ops' dispatch (ops::register_fused_scan,
 // ops::register_fused_linear_attention, ops::register_fused_feature_map, ops::register_fused_cosine_alignment
-// and ops::register_fused_causal_conv). Idempotent.
+// ops::register_fused_causal_conv and ops::register_fused_mixer_output). Idempotent.
 void register_kernels();
 
 // Whether the fused scan's forward keeps the states entering every chunk for its backward (the default), or
@@ -52,5 +53,13 @@ at::Tensor fused_cosine_alignment(const at::Tensor& student, const at::Tensor& t
 // (W ≤ 8) and bias [C] float32 on one CUDA device → out [B,T,C] in in's dtype, accumulated in float32;
 // differentiable in all three (the weight and bias gradients as per-block partial sums, then one sum).
 at::Tensor fused_causal_conv1d(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& bias);
+
+// The mixer's read-out (an ops::MixerOutputFn): y = (num / (den + eps) + D·x) · 2σ(z) · gain with the heads
+// merged; num and x [B,H,T,P] (x any strides), z [B,T,d] or undefined, in one dtype (float32 or bf16), den
+// [B,H,T], D and gain [H] float32, on one CUDA device → y [B,T,d] in num's dtype; differentiable in all of
+// them.
+at::Tensor fused_mixer_output(const at::Tensor& num, const at::Tensor& den, const at::Tensor& x,
+                              const at::Tensor& D, const at::Tensor& gate_z, const at::Tensor& gain,
+                              double eps);
 
 }  // namespace hedgelab::cuda

@@ -1,6 +1,7 @@
 // Loads and stores between global memory and float registers for the kernels' two element types (float32
 // and bf16): one value (load1/store1) or eight adjacent values (load8/store8: 32 bytes of float32 or 16 of
-// bf16 a call, so the pointer must be aligned to that). Device code only; no LibTorch type.
+// bf16 a call, so the pointer must be aligned to that); load_vec/store_vec<VEC> pick one of the two at
+// compile time (VEC = kVec or 1). Device code only; no LibTorch type.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -47,6 +48,28 @@ __device__ __forceinline__ void store8(__nv_bfloat16* p, const float (&v)[kVec])
   for (int i = 0; i < 4; ++i)
     h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
   *reinterpret_cast<uint4*>(p) = u;
+}
+
+// VEC adjacent values: one load8/store8 when VEC == kVec, else VEC scalar accesses.
+template <int VEC, typename T>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[VEC]) {
+  if constexpr (VEC == kVec) {
+    load8(p, v);
+  } else {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i)
+      v[i] = load1(p + i);
+  }
+}
+template <int VEC, typename T>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[VEC]) {
+  if constexpr (VEC == kVec) {
+    store8(p, v);
+  } else {
+#pragma unroll
+    for (int i = 0; i < VEC; ++i)
+      store1(p + i, v[i]);
+  }
 }
 
 }  // namespace hedgelab::cuda

@@ -13,6 +13,7 @@
 #include "core/models/hedge_mamba.h"
 #include "core/models/hedgehog.h"
 #include "core/models/student.h"
+#include "core/ops/mixer_output.h"
 #include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
 
@@ -211,6 +212,50 @@ class TestStudent : public QObject {
       QVERIFY2(err < (dt == at::kFloat ? 1e-6 : 8e-3),
                qPrintable(QString("dtype %1: relative error %2").arg(c10::toString(dt)).arg(err)));
     }
+  }
+
+  // The read-out y = (num / (den + eps) + D·x) · 2σ(z) · gain with the heads merged, against a loop over
+  // its definition in float64; x as the mixer passes it (the heads' view of [B,T,d]); with and without the
+  // gate; the output keeps num's dtype.
+  void mixer_output_matches_its_definition() {
+    const int64_t B = 2, H = 3, T = 5, P = 4;
+    const double eps = 1e-3;
+    const auto f64 = at::TensorOptions().dtype(at::kDouble);
+    const at::Tensor num = torch::randn({B, H, T, P}, f64);
+    const at::Tensor den = torch::rand({B, H, T}, f64) + 0.5;
+    const at::Tensor x = torch::randn({B, T, H * P}, f64).view({B, T, H, P}).permute({0, 2, 1, 3});
+    const at::Tensor D = torch::randn({H}, f64), gain = torch::rand({H}, f64) + 0.5;
+    const at::Tensor z = torch::randn({B, T, H * P}, f64);
+    for (const bool gate : {true, false}) {
+      const at::Tensor y = ops::mixer_output(num, den, x, D, gate ? z : at::Tensor(), gain, eps);  // [B,T,d]
+      QCOMPARE(y.sizes(), at::IntArrayRef({B, T, H * P}));
+      QCOMPARE(y.scalar_type(), at::kDouble);
+      double worst = 0;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t h = 0; h < H; ++h)
+            for (int64_t p = 0; p < P; ++p) {
+              const double s = num[b][h][t][p].item<double>() / (den[b][h][t].item<double>() + eps) +
+                               D[h].item<double>() * x[b][h][t][p].item<double>();
+              const double g = gate ? 2.0 / (1.0 + std::exp(-z[b][t][h * P + p].item<double>())) : 1.0;
+              const double want = s * g * gain[h].item<double>();
+              worst = std::max(worst, std::abs(y[b][t][h * P + p].item<double>() - want));
+            }
+      QVERIFY2(worst < 1e-12, qPrintable(QString("gate %1: max error %2").arg(gate).arg(worst)));
+    }
+    // float32 inputs stay float32 (the next step, out_proj, takes the dtype it is given).
+    QCOMPARE(ops::mixer_output(num.to(at::kFloat), den.to(at::kFloat), x.to(at::kFloat), D.to(at::kFloat),
+                               z.to(at::kFloat), gain.to(at::kFloat), eps)
+                 .scalar_type(),
+             at::kFloat);
+    // A wrong shape names the argument.
+    bool named = false;
+    try {
+      ops::mixer_output(num, den.narrow(2, 0, T - 1), x, D, z, gain, eps);
+    } catch (const c10::Error& e) {
+      named = std::string(e.what()).find("den must be [B,H,T]") != std::string::npos;
+    }
+    QVERIFY(named);
   }
 
   void recurrent_decoding_equals_the_parallel_forward() {

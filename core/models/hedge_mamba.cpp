@@ -11,6 +11,7 @@
 #include "core/common/prng.h"
 #include "core/ops/causal_conv.h"
 #include "core/ops/hedge_mamba_scan_ref.h"
+#include "core/ops/mixer_output.h"
 
 namespace hedgelab::models {
 
@@ -275,16 +276,16 @@ HedgeMambaMixerImpl::ScanInputs HedgeMambaMixerImpl::scan_inputs(const at::Tenso
 at::Tensor HedgeMambaMixerImpl::finish(const at::Tensor& u, const at::Tensor& num, const at::Tensor& den,
                                        const at::Tensor& x_heads, at::Tensor* gate_out) const {
   const int64_t B = num.size(0), H = num.size(1), T = num.size(2), P = num.size(3);
-  const bool denominator = options_.normalization == MixerNormalization::kDenominator;
-  at::Tensor y = denominator ? num / (den.unsqueeze(-1) + options_.eps) : num;  // [B, H, T, P]
-  y = y + D.view({1, H, 1, 1}) * x_heads;                                       // [B, H, T, P]
-  y = y.permute({0, 2, 1, 3}).reshape({B, T, H * P});                           // [B, T, d]
-  if (options_.gate) {
-    const at::Tensor g = 2.0 * at::sigmoid(apply_linear(gate_proj, u));  // [B, T, d]; 1 when W_z = 0
-    if (gate_out) *gate_out = g;
-    y = y * g;
+  const at::Tensor z = options_.gate ? apply_linear(gate_proj, u) : at::Tensor();  // [B, T, d]
+  if (gate_out && z.defined()) *gate_out = 2.0 * at::sigmoid(z);  // [B, T, d]; 1 when W_z = 0
+  if (options_.normalization == MixerNormalization::kDenominator) {
+    // num / (den + eps) + D x, gated, scaled by the gain, heads merged: one op (fused on CUDA).
+    return apply_linear(out_proj, ops::mixer_output(num, den, x_heads, D, z, output_gain, options_.eps));
   }
-  if (!denominator) {
+  at::Tensor y = num + D.view({1, H, 1, 1}) * x_heads;  // [B, H, T, P]
+  y = y.permute({0, 2, 1, 3}).reshape({B, T, H * P});   // [B, T, d]
+  if (z.defined()) y = y * (2.0 * at::sigmoid(z));      // [B, T, d]
+  {
     // Mamba-2's gated RMSNorm, one group per head.
     const at::Tensor yh = y.view({B, T, H, P});  // [B, T, H, P]
     y = (yh * at::rsqrt(yh.pow(2).mean(-1, true) + options_.eps)).view({B, T, H * P}) *

@@ -10,12 +10,14 @@
 #include "core/ops/hedgehog_feature_map.h"
 #include "core/ops/linear_attention.h"
 #include "core/ops/mixer_output.h"
+#include "core/ops/rotary.h"
 
 namespace hedgelab::cuda {
 
 // Registers the fused kernels into core/ops' dispatch (ops::register_fused_scan,
 // ops::register_fused_linear_attention, ops::register_fused_feature_map, ops::register_fused_cosine_alignment
-// ops::register_fused_causal_conv and ops::register_fused_mixer_output). Idempotent.
+// ops::register_fused_causal_conv, ops::register_fused_mixer_output and ops::register_fused_rotary).
+// Idempotent.
 void register_kernels();
 
 // Whether the fused scan's forward keeps the states entering every chunk for its backward (the default), or
@@ -61,5 +63,11 @@ at::Tensor fused_causal_conv1d(const at::Tensor& in, const at::Tensor& weight, c
 at::Tensor fused_mixer_output(const at::Tensor& num, const at::Tensor& den, const at::Tensor& x,
                               const at::Tensor& D, const at::Tensor& gate_z, const at::Tensor& gain,
                               double eps);
+
+// The rotary embedding (an ops::RotaryFn): x [B,H,T,P] float32 or bf16 on a CUDA device (unit stride along
+// P), inv_freq [r/2] float32 (ops::rotary_inverse_frequencies) → y [B,H,T,P] dense in x's dtype, the angles
+// and products in float32; differentiable in x (the backward rotates the gradient back).
+at::Tensor fused_rotary(const at::Tensor& x, const at::Tensor& inv_freq, int64_t rotary_dims,
+                        double linear_factor, int64_t position_offset);
 
 }  // namespace hedgelab::cuda

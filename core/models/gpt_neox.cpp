@@ -14,6 +14,7 @@
 #include "core/io/checkpoint.h"
 #include "core/io/safetensors_torch.h"
 #include "core/io/tokenizer.h"
+#include "core/ops/rotary.h"
 #include "core/util/atomic_file.h"
 
 namespace hedgelab::models {
@@ -263,23 +264,7 @@ at::Tensor apply_linear(const torch::nn::Linear& l, const at::Tensor& x) {
 
 at::Tensor apply_rotary(const at::Tensor& x, int64_t rotary_dims, double base, double linear_factor,
                         int64_t position_offset) {
-  const int64_t r = rotary_dims;
-  if (r == 0) return x;
-  const int64_t T = x.size(2);
-  auto f32 = at::TensorOptions().dtype(at::kFloat).device(x.device());
-  // inv_freq_j = base^(-2j/r), computed in float32 as transformers does.
-  at::Tensor inv_freq =
-      1.0 / at::pow(base, at::arange(0, r, 2, f32.dtype(at::kLong)).to(at::kFloat) / r);  // [r/2]
-  at::Tensor pos = at::arange(position_offset, position_offset + T, f32);                 // [T]
-  if (linear_factor != 1.0) pos = pos / linear_factor;
-  at::Tensor freqs = at::outer(pos, inv_freq);          // [T, r/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1);         // [T, r]
-  at::Tensor cos = emb.cos().to(x.scalar_type());       // [T, r]
-  at::Tensor sin = emb.sin().to(x.scalar_type());       // [T, r]
-  at::Tensor x_rot = x.narrow(-1, 0, r);                // [B, H, T, r]
-  at::Tensor x_pass = x.narrow(-1, r, x.size(-1) - r);  // [B, H, T, P-r]
-  at::Tensor rotated_half = at::cat({-x_rot.narrow(-1, r / 2, r / 2), x_rot.narrow(-1, 0, r / 2)}, -1);
-  return at::cat({x_rot * cos + rotated_half * sin, x_pass}, -1);  // [B, H, T, P]
+  return ops::rotary(x, rotary_dims, base, linear_factor, position_offset);  // [B, H, T, P]
 }
 
 RotatedQkv GptNeoXForCausalLMImpl::attention_qkv(int64_t layer, const at::Tensor& x,

@@ -1,0 +1,75 @@
+#include "core/ops/rotary.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "core/ops/hedge_mamba_scan.h"
+
+namespace hedgelab::ops {
+
+namespace {
+
+std::atomic<RotaryFn> g_fused{nullptr};
+std::atomic<bool> g_prefer_fused{[] {
+  const char* v = std::getenv("HEDGELAB_FUSED_ROTARY");
+  // Opt-in until the kernel has run on a GPU (docs/results.md): =1 turns it on.
+  return v != nullptr && std::string(v) == "1";
+}()};
+
+}  // namespace
+
+void register_fused_rotary(RotaryFn fn) {
+  g_fused.store(fn);
+}
+RotaryFn registered_fused_rotary() {
+  return g_fused.load();
+}
+void set_prefer_fused_rotary(bool prefer) {
+  g_prefer_fused.store(prefer);
+}
+bool prefer_fused_rotary() {
+  return g_prefer_fused.load();
+}
+
+at::Tensor rotary_inverse_frequencies(int64_t rotary_dims, double base, at::Device device) {
+  const int64_t r = rotary_dims;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  // inv_freq_j = base^(-2j/r), computed in float32 as transformers does.
+  return 1.0 / at::pow(base, at::arange(0, r, 2, f32.dtype(at::kLong)).to(at::kFloat) / r);  // [r/2]
+}
+
+at::Tensor rotary_reference(const at::Tensor& x, int64_t rotary_dims, double base, double linear_factor,
+                            int64_t position_offset) {
+  const int64_t r = rotary_dims;
+  if (r == 0) return x;
+  TORCH_CHECK(x.dim() == 4 && r % 2 == 0 && r <= x.size(3),
+              "rotary: expected x [B,H,T,P] and an even r ≤ P, got ", x.sizes(), " and r = ", r);
+  const int64_t T = x.size(2);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(x.device());
+  const at::Tensor inv_freq = rotary_inverse_frequencies(r, base, x.device());  // [r/2]
+  at::Tensor pos = at::arange(position_offset, position_offset + T, f32);       // [T]
+  if (linear_factor != 1.0) pos = pos / linear_factor;
+  const at::Tensor freqs = at::outer(pos, inv_freq);          // [T, r/2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);         // [T, r]
+  const at::Tensor cos = emb.cos().to(x.scalar_type());       // [T, r]
+  const at::Tensor sin = emb.sin().to(x.scalar_type());       // [T, r]
+  const at::Tensor x_rot = x.narrow(-1, 0, r);                // [B, H, T, r]
+  const at::Tensor x_pass = x.narrow(-1, r, x.size(-1) - r);  // [B, H, T, P-r]
+  const at::Tensor rotated_half = at::cat({-x_rot.narrow(-1, r / 2, r / 2), x_rot.narrow(-1, 0, r / 2)}, -1);
+  return at::cat({x_rot * cos + rotated_half * sin, x_pass}, -1);  // [B, H, T, P]
+}
+
+at::Tensor rotary(const at::Tensor& x, int64_t rotary_dims, double base, double linear_factor,
+                  int64_t position_offset) {
+  const int64_t r = rotary_dims;
+  if (r == 0) return x;
+  const RotaryFn fused = g_fused.load();
+  if (fused && x.is_cuda() && x.dim() == 4 &&
+      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && x.stride(3) == 1 && r % 2 == 0 &&
+      r <= x.size(3) && !use_reference_scan() && g_prefer_fused.load())
+    return fused(x, rotary_inverse_frequencies(r, base, x.device()), r, linear_factor, position_offset);
+  return rotary_reference(x, r, base, linear_factor, position_offset);
+}
+
+}  // namespace hedgelab::ops

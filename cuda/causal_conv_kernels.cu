@@ -168,10 +168,6 @@ __global__ void __launch_bounds__(kThreadsX* kThreadsY)
   }
 }
 
-bool aligned(const void* p, int64_t bytes) {
-  return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
 dim3 grid_of(const CausalConvShape& s, int vec) {
   const int64_t groups = (s.C + vec - 1) / vec;
   return dim3(static_cast<unsigned>((groups + kThreadsX - 1) / kThreadsX),
@@ -232,14 +228,15 @@ int causal_conv_forward(const CausalConvFwdParams& p, void* stream) {
   const CausalConvShape& s = p.shape;
   if (s.B == 0 || s.T == 0 || s.C == 0) return 0;
   const int64_t vb = vector_bytes(s);
-  return dispatch(s, aligned(p.x, vb) && aligned(p.out, vb), FwdLaunch{p, static_cast<cudaStream_t>(stream)});
+  return dispatch(s, aligned_to(p.x, vb) && aligned_to(p.out, vb),
+                  FwdLaunch{p, static_cast<cudaStream_t>(stream)});
 }
 
 int causal_conv_backward(const CausalConvBwdParams& p, void* stream) {
   const CausalConvShape& s = p.shape;
   if (s.B == 0 || s.T == 0 || s.C == 0) return 0;
   const int64_t vb = vector_bytes(s);
-  return dispatch(s, aligned(p.x, vb) && aligned(p.dout, vb) && aligned(p.dx, vb),
+  return dispatch(s, aligned_to(p.x, vb) && aligned_to(p.dout, vb) && aligned_to(p.dx, vb),
                   BwdLaunch{p, static_cast<cudaStream_t>(stream)});
 }
 

@@ -127,10 +127,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-bool aligned(const void* p, int64_t bytes) {
-  return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
 // Whether the shape allows VEC = kVec: P and x's strides multiples of kVec (the pointers are checked apart).
 bool vector_shape(const MixerOutputShape& s) {
   return s.P % kVec == 0 && s.x_stride_b % kVec == 0 && s.x_stride_h % kVec == 0 && s.x_stride_t % kVec == 0;
@@ -183,8 +179,8 @@ int mixer_output_forward(const MixerOutputFwdParams& p, void* stream) {
   const MixerOutputShape& s = p.shape;
   if (s.B == 0 || s.H == 0 || s.T == 0 || s.P == 0) return 0;
   const int64_t vb = vector_bytes(s);
-  const bool vec =
-      vector_shape(s) && aligned(p.num, vb) && aligned(p.x, vb) && aligned(p.z, vb) && aligned(p.y, vb);
+  const bool vec = vector_shape(s) && aligned_to(p.num, vb) && aligned_to(p.x, vb) && aligned_to(p.z, vb) &&
+                   aligned_to(p.y, vb);
   return dispatch(s, vec, FwdLaunch{p, static_cast<cudaStream_t>(stream)});
 }
 
@@ -192,8 +188,9 @@ int mixer_output_backward(const MixerOutputBwdParams& p, void* stream) {
   const MixerOutputShape& s = p.shape;
   if (s.B == 0 || s.H == 0 || s.T == 0 || s.P == 0) return 0;
   const int64_t vb = vector_bytes(s);
-  const bool vec = vector_shape(s) && aligned(p.num, vb) && aligned(p.x, vb) && aligned(p.z, vb) &&
-                   aligned(p.dy, vb) && aligned(p.dnum, vb) && aligned(p.dx, vb) && aligned(p.dz, vb);
+  const bool vec = vector_shape(s) && aligned_to(p.num, vb) && aligned_to(p.x, vb) && aligned_to(p.z, vb) &&
+                   aligned_to(p.dy, vb) && aligned_to(p.dnum, vb) && aligned_to(p.dx, vb) &&
+                   aligned_to(p.dz, vb);
   return dispatch(s, vec, BwdLaunch{p, static_cast<cudaStream_t>(stream)});
 }
 

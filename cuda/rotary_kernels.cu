@@ -44,10 +44,6 @@ __global__ void __launch_bounds__(kRotaryWarps* kWarp)
   }
 }
 
-bool aligned(const void* q, int64_t bytes) {
-  return reinterpret_cast<uintptr_t>(q) % bytes == 0;
-}
-
 template <typename T>
 int launch(const RotaryParams& p, cudaStream_t stream) {
   const int64_t rows = p.B * p.H * p.T;
@@ -55,7 +51,7 @@ int launch(const RotaryParams& p, cudaStream_t stream) {
   const int64_t vb = kVec * static_cast<int64_t>(sizeof(T));
   const bool vec = p.r % kVec == 0 && (p.P - p.r) % kVec == 0 && p.in_stride_b % kVec == 0 &&
                    p.in_stride_h % kVec == 0 && p.in_stride_t % kVec == 0 && p.P % kVec == 0 &&
-                   aligned(p.in, vb) && aligned(p.out, vb);
+                   aligned_to(p.in, vb) && aligned_to(p.out, vb);
   const T* in = static_cast<const T*>(p.in);
   T* out = static_cast<T*>(p.out);
   if (vec)

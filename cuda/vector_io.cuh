@@ -7,9 +7,16 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 namespace hedgelab::cuda {
 
 constexpr int kVec = 8;  // values a load8/store8
+
+// Host side: whether p (null counts as aligned: an absent operand) is aligned to `bytes`, for picking VEC.
+inline bool aligned_to(const void* p, int64_t bytes) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
 
 __device__ __forceinline__ float load1(const float* p) {
   return *p;

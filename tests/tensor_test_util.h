@@ -24,4 +24,13 @@ inline double relative_error(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
 }
 
+// A copy of t (same shape and dtype, on t's device, contiguous) whose data starts one element past an
+// allocation: off the kernels' 16-byte vector paths.
+inline at::Tensor misaligned_copy(const at::Tensor& t) {
+  at::Tensor buf = at::empty({t.numel() + 1}, t.options());
+  at::Tensor view = buf.narrow(0, 1, t.numel()).view(t.sizes());
+  view.copy_(t);
+  return view;
+}
+
 }  // namespace hedgelab::testing

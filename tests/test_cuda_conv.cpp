@@ -29,6 +29,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::misaligned_copy;
 using hedgelab::testing::relative_error;
 
 namespace {
@@ -60,14 +61,6 @@ void expect(const std::string& tag, const char* what, const at::Tensor& got, con
 
 at::ScalarType dtype_of(bool bf16) {
   return bf16 ? at::kBFloat16 : at::kFloat;
-}
-
-// A contiguous [B,T,C] CUDA tensor whose data starts one element past an allocation: off the vector path.
-at::Tensor misaligned_copy(const at::Tensor& x) {
-  at::Tensor buf = at::empty({x.numel() + 1}, x.options());
-  at::Tensor view = buf.narrow(0, 1, x.numel()).view(x.sizes());
-  view.copy_(x);
-  return view;
 }
 
 }  // namespace

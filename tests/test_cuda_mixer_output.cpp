@@ -27,6 +27,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::misaligned_copy;
 using hedgelab::testing::relative_error;
 
 namespace {
@@ -64,14 +65,6 @@ void expect(const std::string& tag, const char* what, const at::Tensor& got, con
   const double e = relative_error(got.detach().to(at::kDouble).cpu(), ref);
   qInfo("%s %-5s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
   QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
-}
-
-// A CUDA tensor shaped like t whose data starts one element past an allocation: off the vector path.
-at::Tensor misaligned_copy(const at::Tensor& t) {
-  at::Tensor buf = at::empty({t.numel() + 1}, t.options());
-  at::Tensor view = buf.narrow(0, 1, t.numel()).view(t.sizes());
-  view.copy_(t);
-  return view;
 }
 
 // Random inputs in `dt`; x either the heads' view of a [B,T,d] tensor (as the mixer passes it) or dense.

@@ -24,6 +24,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::misaligned_copy;
 using hedgelab::testing::relative_error;
 
 namespace {
@@ -116,10 +117,7 @@ class TestCudaRotary : public QObject {
       const at::Tensor qkv = at::randn({B, T, H, 3 * P}, kF64).to(dt).cuda();  // [B, T, H, 3P]
       x = qkv.narrow(3, 0, P).permute({0, 2, 1, 3});
     } else if (layout == "misaligned") {
-      at::Tensor buf =
-          at::empty({int64_t(B) * H * T * P + 1}, at::TensorOptions().dtype(dt).device(at::kCUDA));
-      x = buf.narrow(0, 1, int64_t(B) * H * T * P).view({B, H, T, P});
-      x.copy_(at::randn({B, H, T, P}, kF64));
+      x = misaligned_copy(at::randn({B, H, T, P}, kF64).to(dt).cuda());
     } else {
       x = at::randn({B, H, T, P}, kF64).to(dt).cuda();
     }

@@ -22,6 +22,7 @@
 #include "core/models/hedge_mamba.h"
 #include "core/ops/causal_conv.h"
 #include "core/ops/hedge_mamba_scan.h"
+#include "tests/cuda_test_util.h"
 #include "tests/tensor_test_util.h"
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
 #include "cuda/register.h"
@@ -29,6 +30,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::expect_close;
 using hedgelab::testing::misaligned_copy;
 using hedgelab::testing::relative_error;
 
@@ -49,14 +51,6 @@ std::vector<at::Tensor> reference(const at::Tensor& x, const at::Tensor& w, cons
                              .transpose(1, 2);  // [B,T,C]
   const auto grads = torch::autograd::grad({(out * g.to(at::kDouble).cpu()).sum()}, {xl, wl, bl});
   return {out.detach(), grads[0], grads[1], grads[2]};
-}
-
-void expect(const std::string& tag, const char* what, const at::Tensor& got, const at::Tensor& ref,
-            double tol) {
-  QVERIFY2(at::isfinite(got).all().item<bool>(), (tag + " " + what + ": not finite").c_str());
-  const double e = relative_error(got.detach().to(at::kDouble).cpu(), ref);
-  qInfo("%s %-3s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
-  QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
 }
 
 at::ScalarType dtype_of(bool bf16) {
@@ -123,10 +117,10 @@ class TestCudaConv : public QObject {
     const std::string tag = std::string(bf16 ? "bf16 " : "f32 ") + std::to_string(B) + "x" +
                             std::to_string(T) + " C" + std::to_string(C) + " W" + std::to_string(W) +
                             (misaligned ? " misaligned" : "");
-    expect(tag, "out", out, ref[0], bf16 ? 8e-3 : 1e-5);
-    expect(tag, "dx", grads[0], ref[1], bf16 ? 8e-3 : 1e-5);
-    expect(tag, "dw", grads[1], ref[2], 1e-5);
-    expect(tag, "db", grads[2], ref[3], 1e-5);
+    expect_close(tag, "out", out, ref[0], bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "dx", grads[0], ref[1], bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "dw", grads[1], ref[2], 1e-5);
+    expect_close(tag, "db", grads[2], ref[3], 1e-5);
 #endif
   }
 
@@ -172,7 +166,7 @@ class TestCudaConv : public QObject {
     set_prefer_fused_causal_conv(true);
     QVERIFY(at::equal(ref, aten));
     QVERIFY(at::equal(ref, causal_conv1d_reference(x, conv->weight, conv->bias)));
-    expect("dispatch", "out", fused, ref.to(at::kDouble).cpu(), 1e-5);
+    expect_close("dispatch", "out", fused, ref.to(at::kDouble).cpu(), 1e-5);
     // A tail: the reference, which also hands back the last W−1 inputs.
     at::Tensor tail;
     const at::Tensor with_tail = conv->forward(x, &tail);

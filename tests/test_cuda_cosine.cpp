@@ -18,6 +18,7 @@
 #include "core/distill/losses.h"
 #include "core/ops/cosine_alignment.h"
 #include "core/ops/hedge_mamba_scan.h"
+#include "tests/cuda_test_util.h"
 #include "tests/tensor_test_util.h"
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
 #include "cuda/register.h"
@@ -25,6 +26,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::expect_close;
 using hedgelab::testing::relative_error;
 
 namespace {
@@ -38,14 +40,6 @@ std::vector<at::Tensor> reference(const at::Tensor& s, const at::Tensor& t, cons
   const at::Tensor cos = at::cosine_similarity(sl, tl, -1, kCosineEps);  // [...]
   const auto g = torch::autograd::grad({(cos * w.to(at::kDouble).cpu()).sum()}, {sl, tl});
   return {cos.detach(), g[0], g[1]};
-}
-
-void expect(const std::string& tag, const char* what, const at::Tensor& got, const at::Tensor& ref,
-            double tol) {
-  QVERIFY2(at::isfinite(got).all().item<bool>(), (tag + " " + what + ": not finite").c_str());
-  const double e = relative_error(got.detach().to(at::kDouble).cpu(), ref);
-  qInfo("%s %-3s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
-  QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
 }
 
 at::ScalarType dtype_of(bool bf16) {
@@ -104,9 +98,9 @@ class TestCudaCosine : public QObject {
     const auto ref = reference(s, t, w);
     const std::string tag = std::string(s_bf16 ? "bf16" : "f32") + "/" + (t_bf16 ? "bf16" : "f32") + " " +
                             std::to_string(B) + "x" + std::to_string(T) + " d" + std::to_string(d);
-    expect(tag, "cos", cos, ref[0], 1e-5);
-    expect(tag, "ds", g[0], ref[1], s_bf16 ? 8e-3 : 1e-5);
-    expect(tag, "dt", g[1], ref[2], t_bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "cos", cos, ref[0], 1e-5);
+    expect_close(tag, "ds", g[0], ref[1], s_bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "dt", g[1], ref[2], t_bf16 ? 8e-3 : 1e-5);
 #endif
   }
 
@@ -130,8 +124,8 @@ class TestCudaCosine : public QObject {
     at::Tensor mask = at::ones({2, 9, 1}, kF64);
     mask[0][3].zero_();
     mask[1][4].zero_();
-    expect("zero rows", "cos", cos, ref[0], 1e-5);
-    expect("zero rows", "ds", ds.cpu().to(at::kDouble) * mask, ref[1] * mask, 1e-5);
+    expect_close("zero rows", "cos", cos, ref[0], 1e-5);
+    expect_close("zero rows", "ds", ds.cpu().to(at::kDouble) * mask, ref[1] * mask, 1e-5);
 #endif
   }
 
@@ -153,7 +147,7 @@ class TestCudaCosine : public QObject {
     set_prefer_fused_cosine_alignment(true);
     QVERIFY(at::equal(ref, aten));
     QVERIFY(at::equal(ref, cosine_alignment_reference(s, t)));
-    expect("dispatch", "cos", fused, ref.to(at::kDouble).cpu(), 1e-5);
+    expect_close("dispatch", "cos", fused, ref.to(at::kDouble).cpu(), 1e-5);
     const at::Tensor cpu = cosine_alignment(s.cpu(), t.cpu());
     QVERIFY(at::equal(cpu, cosine_alignment_reference(s.cpu(), t.cpu())));
     const at::Tensor f64 = cosine_alignment(s.to(at::kDouble), t.to(at::kDouble));

@@ -20,6 +20,7 @@
 #include "core/ops/autocast.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedgehog_feature_map.h"
+#include "tests/cuda_test_util.h"
 #include "tests/tensor_test_util.h"
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
 #include "cuda/register.h"
@@ -27,6 +28,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::expect_close;
 using hedgelab::testing::relative_error;
 
 namespace {
@@ -44,14 +46,6 @@ Reference reference(const at::Tensor& z, const at::Tensor& b, const at::Tensor& 
   const at::Tensor phi = at::cat({at::softmax(zb, -1), at::softmax(-zb, -1)}, -1);  // [B, H, T, 2m]
   const auto g = torch::autograd::grad({(phi * w.to(at::kDouble).cpu()).sum()}, {zl, bl});
   return {phi.detach(), g[0], g[1]};
-}
-
-void expect(const std::string& tag, const char* what, const at::Tensor& got, const at::Tensor& ref,
-            double tol) {
-  QVERIFY2(at::isfinite(got).all().item<bool>(), (tag + " " + what + ": not finite").c_str());
-  const double e = relative_error(got.detach().to(at::kDouble).cpu(), ref);
-  qInfo("%s %-3s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
-  QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
 }
 
 }  // namespace
@@ -107,9 +101,9 @@ class TestCudaFeatureMap : public QObject {
     const Reference ref = reference(z, b, w);
     const std::string tag = std::string(bf16 ? "bf16" : "f32") + " T" + std::to_string(T) + " m" +
                             std::to_string(m) + " scale " + std::to_string(int(scale));
-    expect(tag, "phi", phi, ref.phi, bf16 ? 8e-3 : 1e-5);
-    expect(tag, "dz", g[0], ref.dz, bf16 ? 8e-3 : 1e-5);
-    expect(tag, "db", g[1], ref.db, bf16 ? 1e-4 : 1e-5);
+    expect_close(tag, "phi", phi, ref.phi, bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "dz", g[0], ref.dz, bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "db", g[1], ref.db, bf16 ? 1e-4 : 1e-5);
     // Each half is a distribution: the kernel's rows sum to 1 (bf16: within the rounding of m entries).
     const at::Tensor sums = phi.to(at::kDouble).view({B, H, T, 2, m}).sum(-1);
     QVERIFY((sums - 1).abs().max().item<double>() < (bf16 ? 2e-2 : 1e-5));
@@ -149,7 +143,7 @@ class TestCudaFeatureMap : public QObject {
     QVERIFY(!at::equal(fused[0], ref[0]));  // a different implementation: different rounding
     const char* names[] = {"phi", "du", "dW", "db"};
     for (size_t i = 0; i < ref.size(); ++i)
-      expect("dispatch f32", names[i], fused[i], ref[i].to(at::kDouble).cpu(), 1e-5);
+      expect_close("dispatch f32", names[i], fused[i], ref[i].to(at::kDouble).cpu(), 1e-5);
     // The other kinds never reach the kernel: the same bits with and without the switch.
     for (FeatureMapKind kind : {FeatureMapKind::kJointSoftmax, FeatureMapKind::kRawExp}) {
       const auto a = run(kind);
@@ -162,7 +156,7 @@ class TestCudaFeatureMap : public QObject {
     const at::Tensor cpu = hedgehog_features(u.detach().cpu(), W.detach().cpu(), b.detach().cpu(),
                                              FeatureMapKind::kPerHalfSoftmax);
     QVERIFY(cpu.scalar_type() == at::kFloat);
-    expect("cpu", "phi", cpu, ref[0].to(at::kDouble).cpu(), 1e-6);
+    expect_close("cpu", "phi", cpu, ref[0].to(at::kDouble).cpu(), 1e-6);
 #endif
   }
 
@@ -197,7 +191,7 @@ class TestCudaFeatureMap : public QObject {
     const char* names[] = {"phi", "du", "dW", "db"};
     const double tol[] = {8e-3, 2e-2, 2e-2, 1e-2};
     for (size_t i = 0; i < ref.size(); ++i)
-      expect("autocast bf16", names[i], fused[i], ref[i].to(at::kDouble).cpu(), tol[i]);
+      expect_close("autocast bf16", names[i], fused[i], ref[i].to(at::kDouble).cpu(), tol[i]);
 #endif
   }
 };

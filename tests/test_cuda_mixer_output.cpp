@@ -20,6 +20,7 @@
 #include "core/models/hedge_mamba.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/mixer_output.h"
+#include "tests/cuda_test_util.h"
 #include "tests/tensor_test_util.h"
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
 #include "cuda/register.h"
@@ -27,6 +28,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::expect_close;
 using hedgelab::testing::misaligned_copy;
 using hedgelab::testing::relative_error;
 
@@ -57,14 +59,6 @@ std::vector<at::Tensor> reference(const Inputs& in, const at::Tensor& g) {
   std::vector<at::Tensor> out{y.detach()};
   out.insert(out.end(), grads.begin(), grads.end());
   return out;  // y, dnum, dden, dx, dD, dgain[, dz]
-}
-
-void expect(const std::string& tag, const char* what, const at::Tensor& got, const at::Tensor& ref,
-            double tol) {
-  QVERIFY2(at::isfinite(got).all().item<bool>(), (tag + " " + what + ": not finite").c_str());
-  const double e = relative_error(got.detach().to(at::kDouble).cpu(), ref);
-  qInfo("%s %-5s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
-  QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
 }
 
 // Random inputs in `dt`; x either the heads' view of a [B,T,d] tensor (as the mixer passes it) or dense.
@@ -151,13 +145,13 @@ class TestCudaMixerOutput : public QObject {
                             (gate ? "" : " no-gate") + (x_view ? "" : " dense-x") +
                             (misaligned ? " misaligned" : "");
     const double wt = bf16 ? 8e-3 : 1e-5;
-    expect(tag, "y", y, ref[0], wt);
-    expect(tag, "dnum", grads[0], ref[1], wt);
-    expect(tag, "dden", grads[1], ref[2], 1e-4);
-    expect(tag, "dx", grads[2], ref[3], wt);
-    expect(tag, "dD", grads[3], ref[4], 1e-4);
-    expect(tag, "dgain", grads[4], ref[5], 1e-4);
-    if (gate) expect(tag, "dz", grads[5], ref[6], wt);
+    expect_close(tag, "y", y, ref[0], wt);
+    expect_close(tag, "dnum", grads[0], ref[1], wt);
+    expect_close(tag, "dden", grads[1], ref[2], 1e-4);
+    expect_close(tag, "dx", grads[2], ref[3], wt);
+    expect_close(tag, "dD", grads[3], ref[4], 1e-4);
+    expect_close(tag, "dgain", grads[4], ref[5], 1e-4);
+    if (gate) expect_close(tag, "dz", grads[5], ref[6], wt);
 #endif
   }
 
@@ -175,7 +169,7 @@ class TestCudaMixerOutput : public QObject {
     QVERIFY(at::isfinite(grads[0]).all().item<bool>() && at::isfinite(grads[1]).all().item<bool>());
     QVERIFY(at::equal(grads[0], at::zeros_like(grads[0])));  // σ' = 0 at both ends in float32
     const at::Tensor ref = mixer_output_reference(in.num, in.den, in.x, in.D, in.z, in.gain, kEps);
-    expect("saturated", "y", y, ref.detach().to(at::kDouble).cpu(), 1e-5);
+    expect_close("saturated", "y", y, ref.detach().to(at::kDouble).cpu(), 1e-5);
 #endif
   }
 
@@ -198,7 +192,7 @@ class TestCudaMixerOutput : public QObject {
     set_prefer_fused_mixer_output(true);
     QVERIFY(at::equal(ref, aten));
     QVERIFY(at::equal(ref, mixer_output_reference(in.num, in.den, in.x, in.D, in.z, in.gain, kEps)));
-    expect("dispatch", "y", fused, ref.detach().to(at::kDouble).cpu(), 1e-5);
+    expect_close("dispatch", "y", fused, ref.detach().to(at::kDouble).cpu(), 1e-5);
     // num in bf16 beside a float32 x: mixed dtypes, the reference.
     const at::Tensor nb = in.num.detach().to(at::kBFloat16);
     QVERIFY(at::equal(mixer_output(nb, in.den, in.x, in.D, in.z, in.gain, kEps),
@@ -244,7 +238,8 @@ class TestCudaMixerOutput : public QObject {
     for (size_t i = 0; i < with_kernel.size(); ++i) {
       QCOMPARE(with_kernel[i].defined(), with_aten[i].defined());
       if (with_kernel[i].defined())
-        expect("mixer", i == 0 ? "out" : "grad", with_kernel[i], with_aten[i].to(at::kDouble).cpu(), 1e-4);
+        expect_close("mixer", i == 0 ? "out" : "grad", with_kernel[i], with_aten[i].to(at::kDouble).cpu(),
+                     1e-4);
     }
 #endif
   }

@@ -17,6 +17,7 @@
 #include "core/models/gpt_neox.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/rotary.h"
+#include "tests/cuda_test_util.h"
 #include "tests/tensor_test_util.h"
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
 #include "cuda/register.h"
@@ -24,6 +25,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::expect_close;
 using hedgelab::testing::misaligned_copy;
 using hedgelab::testing::relative_error;
 
@@ -45,14 +47,6 @@ std::vector<at::Tensor> reference(const at::Tensor& x, const at::Tensor& g, int6
   const at::Tensor y = at::cat({x1 * c - x2 * s, x2 * c + x1 * s, xl.narrow(3, r, x.size(3) - r)}, 3);
   const auto grads = torch::autograd::grad({(y * g.to(at::kDouble).cpu()).sum()}, {xl});
   return {y.detach(), grads[0]};
-}
-
-void expect(const std::string& tag, const char* what, const at::Tensor& got, const at::Tensor& ref,
-            double tol) {
-  QVERIFY2(at::isfinite(got).all().item<bool>(), (tag + " " + what + ": not finite").c_str());
-  const double e = relative_error(got.detach().to(at::kDouble).cpu(), ref);
-  qInfo("%s %-2s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
-  QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
 }
 
 }  // namespace
@@ -132,8 +126,8 @@ class TestCudaRotary : public QObject {
     const std::string tag = std::string(bf16 ? "bf16 " : "f32 ") + std::to_string(B) + "x" +
                             std::to_string(T) + " H" + std::to_string(H) + " P" + std::to_string(P) + " r" +
                             std::to_string(r) + " " + layout.toStdString();
-    expect(tag, "y", y, ref[0], bf16 ? 8e-3 : 1e-5);
-    expect(tag, "dx", dx[0], ref[1], bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "y", y, ref[0], bf16 ? 8e-3 : 1e-5);
+    expect_close(tag, "dx", dx[0], ref[1], bf16 ? 8e-3 : 1e-5);
 #endif
   }
 
@@ -156,7 +150,7 @@ class TestCudaRotary : public QObject {
     set_prefer_fused_rotary(true);
     QVERIFY(at::equal(ref, aten));
     QVERIFY(at::equal(ref, rotary_reference(x, 16, 10000.0, 1.0, 3)));
-    expect("dispatch", "y", fused, ref.to(at::kDouble).cpu(), 1e-5);
+    expect_close("dispatch", "y", fused, ref.to(at::kDouble).cpu(), 1e-5);
     QVERIFY(at::equal(rotary(x, 0, 10000.0, 1.0, 0), x));
     QVERIFY(at::equal(rotary(x.cpu(), 16, 10000.0, 1.0, 3), rotary_reference(x.cpu(), 16, 10000.0, 1.0, 3)));
     bool threw = false;
@@ -181,7 +175,7 @@ class TestCudaRotary : public QObject {
     set_prefer_fused_rotary(false);
     const at::Tensor with_aten = teacher->forward(ids).logits;
     set_prefer_fused_rotary(true);
-    expect("teacher", "lg", with_kernel, with_aten.to(at::kDouble).cpu(), 1e-4);
+    expect_close("teacher", "lg", with_kernel, with_aten.to(at::kDouble).cpu(), 1e-4);
 #endif
   }
 };

@@ -36,6 +36,18 @@ bool is_f32_or_bf16(const at::Tensor& t) {
   return t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16;
 }
 
+// The reference on shapes already checked.
+at::Tensor reference_checked(const at::Tensor& num, const at::Tensor& den, const at::Tensor& x,
+                             const at::Tensor& D, const at::Tensor& gate_z, const at::Tensor& gain,
+                             double eps) {
+  const int64_t B = num.size(0), H = num.size(1), T = num.size(2), P = num.size(3);
+  at::Tensor y = num / (den.unsqueeze(-1) + eps) + D.view({1, H, 1, 1}) * x;  // [B, H, T, P]
+  y = y.permute({0, 2, 1, 3});                                                // [B, T, H, P]
+  if (gate_z.defined()) y = y * (2.0 * at::sigmoid(gate_z)).view({B, T, H, P});
+  y = y * gain.view({1, 1, H, 1});                        // [B, T, H, P]
+  return y.reshape({B, T, H * P}).to(num.scalar_type());  // [B, T, d]
+}
+
 }  // namespace
 
 void register_fused_mixer_output(MixerOutputFn fn) {
@@ -55,12 +67,7 @@ at::Tensor mixer_output_reference(const at::Tensor& num, const at::Tensor& den, 
                                   const at::Tensor& D, const at::Tensor& gate_z, const at::Tensor& gain,
                                   double eps) {
   check_shapes(num, den, x, D, gate_z, gain);
-  const int64_t B = num.size(0), H = num.size(1), T = num.size(2), P = num.size(3);
-  at::Tensor y = num / (den.unsqueeze(-1) + eps) + D.view({1, H, 1, 1}) * x;  // [B, H, T, P]
-  y = y.permute({0, 2, 1, 3});                                                // [B, T, H, P]
-  if (gate_z.defined()) y = y * (2.0 * at::sigmoid(gate_z)).view({B, T, H, P});
-  y = y * gain.view({1, 1, H, 1});                        // [B, T, H, P]
-  return y.reshape({B, T, H * P}).to(num.scalar_type());  // [B, T, d]
+  return reference_checked(num, den, x, D, gate_z, gain, eps);
 }
 
 at::Tensor mixer_output(const at::Tensor& num, const at::Tensor& den, const at::Tensor& x,
@@ -77,7 +84,7 @@ at::Tensor mixer_output(const at::Tensor& num, const at::Tensor& den, const at::
                         D.scalar_type() == at::kFloat && gain.scalar_type() == at::kFloat;
     if (same && dtypes) return fused(num, den, x, D, gate_z, gain, eps);  // [B, T, d]
   }
-  return mixer_output_reference(num, den, x, D, gate_z, gain, eps);
+  return reference_checked(num, den, x, D, gate_z, gain, eps);
 }
 
 }  // namespace hedgelab::ops

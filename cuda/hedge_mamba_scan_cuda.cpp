@@ -286,6 +286,7 @@ void register_kernels() {
     ops::register_fused_causal_conv(&fused_causal_conv1d);
     ops::register_fused_mixer_output(&fused_mixer_output);
     ops::register_fused_rotary(&fused_rotary);
+    ops::register_fused_logit_losses(&fused_logit_losses);
   });
 }
 

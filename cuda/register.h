@@ -9,6 +9,7 @@
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedgehog_feature_map.h"
 #include "core/ops/linear_attention.h"
+#include "core/ops/logit_losses.h"
 #include "core/ops/mixer_output.h"
 #include "core/ops/rotary.h"
 
@@ -16,7 +17,8 @@ namespace hedgelab::cuda {
 
 // Registers the fused kernels into core/ops' dispatch (ops::register_fused_scan,
 // ops::register_fused_linear_attention, ops::register_fused_feature_map, ops::register_fused_cosine_alignment
-// ops::register_fused_causal_conv, ops::register_fused_mixer_output and ops::register_fused_rotary).
+// ops::register_fused_causal_conv, ops::register_fused_mixer_output, ops::register_fused_rotary and
+// ops::register_fused_logit_losses).
 // Idempotent.
 void register_kernels();
 
@@ -69,5 +71,12 @@ at::Tensor fused_mixer_output(const at::Tensor& num, const at::Tensor& den, cons
 // and products in float32; differentiable in x (the backward rotates the gradient back).
 at::Tensor fused_rotary(const at::Tensor& x, const at::Tensor& inv_freq, int64_t rotary_dims,
                         double linear_factor, int64_t position_offset);
+
+// Stage 2's CE and KD rows (an ops::LogitLossesFn): student and KD-target logits [N, V] (float32 or bf16
+// each), targets [N] int64 and τ > 0 on one CUDA device → ce_n and KL_n [N] float32, differentiable in the
+// student's logits; one read of both logits forward, one more backward, three float32 numbers a row kept.
+std::pair<at::Tensor, at::Tensor> fused_logit_losses(const at::Tensor& student_logits,
+                                                     const at::Tensor& teacher_logits,
+                                                     const at::Tensor& targets, double temperature);
 
 }  // namespace hedgelab::cuda

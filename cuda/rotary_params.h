@@ -2,8 +2,8 @@
 // and no CUDA headers: rotary_kernels.cu implements these; rotary_cuda.cpp checks shapes and fills them. In
 // and out share one dtype, float32 or bf16; the angles, their cos and sin and the products are float32:
 //   θ[t,j] = pos_t · inv_freq[j],   pos_t = (offset + t) / linear_factor   (float32, as the ATen form has it)
-//   out[j]     = in[j] cos θ − sign · in[j + r/2] sin θ,   out[j + r/2] = in[j + r/2] cos θ + sign · in[j]
-//   sin θ out[j]     = in[j] for j ≥ r
+//   out[j] = in[j] cos θ − sign · in[j + r/2] sin θ,   out[j + r/2] = in[j + r/2] cos θ + sign · in[j] sin θ
+//   for j < r/2, and out[j] = in[j] for j ≥ r.
 // sign = +1 is the forward (x → y); sign = −1 rotates back, which is the backward (dy → dx). One warp a row
 // (b, h, t) of P values.
 #pragma once

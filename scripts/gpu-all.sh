@@ -34,7 +34,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 if has build; then
   t0=$(date +%s)
-  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_feature_map test_cuda_cosine test_cuda_conv test_cuda_mixer_output test_cuda_rotary test_cuda_adamw test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step bench_gpu_linear_attention bench_gpu_generate}" HEDGELAB_GPU_SKIP_TESTS=1 \
+  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_feature_map test_cuda_cosine test_cuda_conv test_cuda_mixer_output test_cuda_rotary test_cuda_logit_losses test_cuda_adamw test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step bench_gpu_linear_attention bench_gpu_generate}" HEDGELAB_GPU_SKIP_TESTS=1 \
     bash "$ROOT/scripts/gpu-build.sh" >>"$log" 2>&1
   rc=$?
   echo "build rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$log"

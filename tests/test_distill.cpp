@@ -6,7 +6,9 @@
 #include <QTest>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <string>
 
 #include "core/data/corpus.h"
 #include "core/data/tokenizer_encoder.h"
@@ -15,6 +17,7 @@
 #include "core/distill/stages.h"
 #include "core/io/checkpoint.h"
 #include "core/io/tokenizer.h"
+#include "core/ops/logit_losses.h"
 #include "tests/distill_fixture.h"
 #include "tests/test_util.h"
 
@@ -95,6 +98,7 @@ class TestDistill : public QObject {
 
   void distillation_kl_matches_formula_and_vanishes_on_equal_logits() {
     at::Tensor zt = at::randn({2, 3, 7}, at::kDouble), zs = at::randn({2, 3, 7}, at::kDouble);
+    at::Tensor targets = at::randint(0, 7, {2, 3}, at::kLong);
     const double tau = 2.5;
     double want = 0;
     for (int i = 0; i < 2; ++i)
@@ -103,8 +107,9 @@ class TestDistill : public QObject {
         want += (p * (p.log() - q.log())).sum().item<double>();
       }
     want = tau * tau * want / 6;
-    QVERIFY(std::abs(distill::distillation_kl(zt, zs, tau).item<double>() - want) < 1e-5);
-    QVERIFY(std::abs(distill::distillation_kl(zt, zt, tau).item<double>()) < 1e-6);
+    QVERIFY(std::abs(ops::logit_losses(zs, zt, targets, tau).kd.item<double>() - want) < 1e-5);
+    QVERIFY(std::abs(ops::logit_losses_reference(zs, zt, targets, tau).kd.item<double>() - want) < 1e-5);
+    QVERIFY(std::abs(ops::logit_losses(zt, zt, targets, tau).kd.item<double>()) < 1e-6);
   }
 
   void next_token_cross_entropy_matches_formula() {
@@ -114,7 +119,45 @@ class TestDistill : public QObject {
     for (int i = 0; i < 2; ++i)
       for (int t = 0; t < 3; ++t)
         want -= at::log_softmax(logits[i][t], 0)[targets[i][t].item<int64_t>()].item<double>();
-    QVERIFY(std::abs(distill::next_token_cross_entropy(logits, targets).item<double>() - want / 6) < 1e-5);
+    const at::Tensor other = at::randn({2, 3, 5}, at::kDouble);
+    QVERIFY(std::abs(ops::logit_losses(logits, other, targets, 1.0).ce.item<double>() - want / 6) < 1e-5);
+  }
+
+  // The gradient the fused kernel writes (cuda/logit_losses_params.h), in closed form against autograd
+  // through the reference: ∂(w_ce ce + w_kd kd)/∂zs = w_ce (softmax(zs) − onehot(y))/N + w_kd τ (q − p)/N;
+  // none reaches the KD target.
+  void logit_losses_gradient_matches_its_closed_form() {
+    const int64_t N = 6, V = 11;
+    const double tau = 2.0, w_ce = 0.7, w_kd = 1.3;
+    at::Tensor zs = at::randn({2, 3, V}, at::kDouble).requires_grad_(true);
+    at::Tensor zt = at::randn({2, 3, V}, at::kDouble).requires_grad_(true);
+    at::Tensor targets = at::randint(0, V, {2, 3}, at::kLong);
+    const ops::LogitLosses l = ops::logit_losses(zs, zt, targets, tau);
+    (w_ce * l.ce + w_kd * l.kd).backward();
+    const at::Tensor z = zs.detach().reshape({N, V}), t = zt.detach().reshape({N, V});
+    const at::Tensor onehot = at::one_hot(targets.reshape({N}), V).to(at::kDouble);
+    const at::Tensor want = w_ce * (at::softmax(z, -1) - onehot) / N +
+                            w_kd * tau * (at::softmax(z / tau, -1) - at::softmax(t / tau, -1)) / N;
+    // The reference works in float32 (as the fused kernel does): 1e-6 against gradients of about 1/N.
+    QVERIFY((zs.grad().reshape({N, V}) - want).abs().max().item<double>() < 1e-6);
+    QVERIFY(!zt.grad().defined() || zt.grad().abs().max().item<double>() == 0.0);
+  }
+
+  void logit_losses_reject_bad_input_by_name() {
+    const at::Tensor z = at::randn({2, 3, 5}), y = at::randint(0, 5, {2, 3}, at::kLong);
+    auto fails_with = [](const std::function<void()>& f, const char* needle) {
+      try {
+        f();
+      } catch (const c10::Error& e) {
+        return std::string(e.what_without_backtrace()).find(needle) != std::string::npos;
+      }
+      return false;
+    };
+    QVERIFY(fails_with([&] { ops::logit_losses(z, at::randn({2, 3, 6}), y, 1.0); }, "teacher logits"));
+    QVERIFY(fails_with([&] { ops::logit_losses(z, z, y.narrow(1, 0, 2), 1.0); }, "targets must be"));
+    QVERIFY(fails_with([&] { ops::logit_losses(z, z, y.to(at::kInt), 1.0); }, "int64"));
+    QVERIFY(fails_with([&] { ops::logit_losses(z, z, y, 0.0); }, "temperature"));
+    QVERIFY(fails_with([&] { ops::logit_losses_reference(z, z, y, -1.0); }, "temperature"));
   }
 
   void stage1_lowers_the_alignment_loss() {

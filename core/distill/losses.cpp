@@ -21,20 +21,4 @@ at::Tensor attention_weight_cross_entropy(const at::Tensor& teacher_probs,
   return -(teacher_probs.to(at::kFloat) * log_a).sum(-1).mean();
 }
 
-at::Tensor next_token_cross_entropy(const at::Tensor& logits, const at::Tensor& targets) {
-  const int64_t V = logits.size(-1);
-  return at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, V}), targets.reshape({-1}));
-}
-
-at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& student_logits,
-                           double temperature) {
-  const int64_t V = student_logits.size(-1);
-  at::Tensor log_q =
-      at::log_softmax(student_logits.to(at::kFloat).reshape({-1, V}) / temperature, -1);  // [BT, V]
-  at::Tensor log_p =
-      at::log_softmax(teacher_logits.to(at::kFloat).reshape({-1, V}) / temperature, -1);  // [BT, V]
-  at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum(-1);                                // [BT]
-  return temperature * temperature * kl.mean();
-}
-
 }  // namespace hedgelab::distill

@@ -13,11 +13,6 @@ at::Tensor cosine_alignment_loss(const at::Tensor& student, const at::Tensor& te
 // the teacher's softmax rows P and the student's linear-attention rows ā, both [B,H,T,T].
 at::Tensor attention_weight_cross_entropy(const at::Tensor& teacher_probs, const at::Tensor& student_weights);
 
-// Next-token cross-entropy, mean over the B·T predictions: logits [B,T,V], targets [B,T] int64.
-at::Tensor next_token_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
-
-// τ² · KL(softmax(z_t/τ) ‖ softmax(z_s/τ)), mean over the B·T positions: the distillation term of L₂.
-at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& student_logits,
-                           double temperature);
+// Stage 2's CE and KD terms on the logits: core/ops/logit_losses.h (ops::logit_losses).
 
 }  // namespace hedgelab::distill

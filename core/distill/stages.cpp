@@ -15,6 +15,7 @@
 #include "core/ops/activation_checkpoint.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedgehog_feature_map.h"
+#include "core/ops/logit_losses.h"
 
 namespace hedgelab::distill {
 
@@ -244,8 +245,9 @@ StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
     }
     at::Tensor logits = model.logits(ids);  // [B, T, V]
     LossParts parts;
-    parts.add("ce", next_token_cross_entropy(logits, targets), w.ce_weight);
-    parts.add("kd", distillation_kl(kd_logits, logits, w.kd_temperature), w.kd_weight);
+    const ops::LogitLosses ll = ops::logit_losses(logits, kd_logits, targets, w.kd_temperature);
+    parts.add("ce", ll.ce, w.ce_weight);
+    parts.add("kd", ll.kd, w.kd_weight);
     if (align) {
       const auto outs = model.layer_outputs(ids);
       for (int64_t l = 0; l < L; ++l)

@@ -24,6 +24,11 @@ inline double relative_error(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
 }
 
+// The kernels' two element types, picked by a test row's flag.
+inline at::ScalarType dtype_of(bool bf16) {
+  return bf16 ? at::kBFloat16 : at::kFloat;
+}
+
 // A copy of t (same shape and dtype, on t's device, contiguous) whose data starts one element past an
 // allocation: off the kernels' 16-byte vector paths.
 inline at::Tensor misaligned_copy(const at::Tensor& t) {

@@ -30,6 +30,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::dtype_of;
 using hedgelab::testing::expect_close;
 using hedgelab::testing::misaligned_copy;
 using hedgelab::testing::relative_error;
@@ -51,10 +52,6 @@ std::vector<at::Tensor> reference(const at::Tensor& x, const at::Tensor& w, cons
                              .transpose(1, 2);  // [B,T,C]
   const auto grads = torch::autograd::grad({(out * g.to(at::kDouble).cpu()).sum()}, {xl, wl, bl});
   return {out.detach(), grads[0], grads[1], grads[2]};
-}
-
-at::ScalarType dtype_of(bool bf16) {
-  return bf16 ? at::kBFloat16 : at::kFloat;
 }
 
 }  // namespace

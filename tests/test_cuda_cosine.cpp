@@ -26,6 +26,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::dtype_of;
 using hedgelab::testing::expect_close;
 using hedgelab::testing::relative_error;
 
@@ -40,10 +41,6 @@ std::vector<at::Tensor> reference(const at::Tensor& s, const at::Tensor& t, cons
   const at::Tensor cos = at::cosine_similarity(sl, tl, -1, kCosineEps);  // [...]
   const auto g = torch::autograd::grad({(cos * w.to(at::kDouble).cpu()).sum()}, {sl, tl});
   return {cos.detach(), g[0], g[1]};
-}
-
-at::ScalarType dtype_of(bool bf16) {
-  return bf16 ? at::kBFloat16 : at::kFloat;
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 
 using namespace hedgelab::ops;
 using hedgelab::testing::cuda_kernels_ready;
+using hedgelab::testing::dtype_of;
 using hedgelab::testing::expect_close;
 using hedgelab::testing::relative_error;
 
@@ -46,10 +47,6 @@ std::vector<at::Tensor> reference(const at::Tensor& zs, const at::Tensor& zt, co
   const at::Tensor kd = tau * tau * (log_p.exp() * (log_p - log_q)).sum(-1).mean();
   const auto g = torch::autograd::grad({w_ce * ce + w_kd * kd}, {s});
   return {ce.detach(), kd.detach(), g[0]};
-}
-
-at::ScalarType dtype_of(bool bf16) {
-  return bf16 ? at::kBFloat16 : at::kFloat;
 }
 
 }  // namespace

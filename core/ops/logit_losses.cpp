@@ -37,8 +37,9 @@ LogitLosses reference_checked(const at::Tensor& zs, const at::Tensor& zt, const 
   const int64_t V = zs.size(-1);
   const double tau = temperature;
   LogitLosses out;
-  out.ce = at::cross_entropy_loss(zs.to(at::kFloat).reshape({-1, V}), targets.reshape({-1}));       // []
-  const at::Tensor log_q = at::log_softmax(zs.to(at::kFloat).reshape({-1, V}) / tau, -1);           // [N, V]
+  const at::Tensor zf = zs.to(at::kFloat).reshape({-1, V});    // [N, V], one cast for both terms
+  out.ce = at::cross_entropy_loss(zf, targets.reshape({-1}));  // []
+  const at::Tensor log_q = at::log_softmax(zf / tau, -1);      // [N, V]
   const at::Tensor log_p = at::log_softmax(zt.detach().to(at::kFloat).reshape({-1, V}) / tau, -1);  // [N, V]
   const at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum(-1);                                    // [N]
   out.kd = tau * tau * kl.mean();                                                                   // []

@@ -46,13 +46,12 @@ class MixerOutputFunction : public torch::autograd::Function<MixerOutputFunction
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& num, const at::Tensor& den,
                             const at::Tensor& x, const at::Tensor& D, const at::Tensor& gate_z,
-                            const at::Tensor& gain, double eps) {
+                            const at::Tensor& gain, double eps, bool gate) {
     const c10::cuda::CUDAGuard guard(num.device());
     const at::Tensor nc = num.contiguous();                        // [B, H, T, P]
     const at::Tensor dc = den.contiguous();                        // [B, H, T]
     const at::Tensor xk = kernel_x(x);                             // [B, H, T, P]
     const at::Tensor Dc = D.contiguous(), gc = gain.contiguous();  // [H]
-    const bool gate = gate_z.defined();
     const at::Tensor zc = gate ? gate_z.contiguous() : at::Tensor();  // [B, T, d]
     const int64_t B = nc.size(0), H = nc.size(1), T = nc.size(2), P = nc.size(3);
     at::Tensor y = at::empty({B, T, H * P}, nc.options());  // [B, T, d]
@@ -82,7 +81,7 @@ class MixerOutputFunction : public torch::autograd::Function<MixerOutputFunction
     const at::Tensor &nc = saved[0], &dc = saved[1], &xk = saved[2], &Dc = saved[3], &gc = saved[4];
     const at::Tensor zc = gate ? saved[5] : at::Tensor();
     const c10::cuda::CUDAGuard guard(nc.device());
-    if (!grads[0].defined()) return variable_list(7);
+    if (!grads[0].defined()) return variable_list(8);
     const at::Tensor dy = grads[0].to(nc.scalar_type()).contiguous();  // [B, T, d]
     const MixerOutputShape shape = shape_of(nc, xk, gate, eps);
     at::Tensor dnum = at::empty_like(nc);  // [B, H, T, P]
@@ -109,7 +108,7 @@ class MixerOutputFunction : public torch::autograd::Function<MixerOutputFunction
     p.dD = dD_part.data_ptr<float>();
     p.dgain = dgain_part.data_ptr<float>();
     check(mixer_output_backward(p, at::cuda::getCurrentCUDAStream().stream()), "backward");
-    return {dnum, dden, dx, dD_part.sum(0), dz, dgain_part.sum(0), at::Tensor()};
+    return {dnum, dden, dx, dD_part.sum(0), dz, dgain_part.sum(0), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -140,7 +139,11 @@ at::Tensor fused_mixer_output(const at::Tensor& num, const at::Tensor& den, cons
   TORCH_CHECK(
       den.scalar_type() == at::kFloat && D.scalar_type() == at::kFloat && gain.scalar_type() == at::kFloat,
       "fused_mixer_output: expected den, D and gain in float32");
-  return MixerOutputFunction::apply(num, den, x, D, gate_z, gain, eps);
+  // An absent gate travels as an empty tensor: autograd Functions read the device of every tensor argument,
+  // and an undefined one has none.
+  const bool gate = gate_z.defined();
+  const at::Tensor z = gate ? gate_z : at::empty({0}, num.options());
+  return MixerOutputFunction::apply(num, den, x, D, z, gain, eps, gate);
 }
 
 }  // namespace hedgelab::cuda

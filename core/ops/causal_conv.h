@@ -19,8 +19,8 @@ at::Tensor causal_conv1d_reference(const at::Tensor& in, const at::Tensor& weigh
 // (2) no tail is asked for (a whole sequence from t = 0: training, scoring, a prefill without state), (3)
 // the input is on a CUDA device in float32 or bf16 and the weight and bias are float32 on it, (4) W ≤ 8,
 // (5) use_reference_scan() is false (one switch for every fused kernel, hedge_mamba_scan.h) and (6) the
-// fused form is preferred (opt-in until measured on a GPU: HEDGELAB_FUSED_CONV=1 in the environment or
-// set_prefer_fused_causal_conv(true); otherwise the ATen form); the reference otherwise. The fused kernel
+// fused form is preferred (the default; HEDGELAB_FUSED_CONV=0 in the environment or
+// set_prefer_fused_causal_conv(false) keeps the ATen form); the reference otherwise. The fused kernel
 // reads the input once and writes the output once in the forward (the ATen form makes a transposed copy, a
 // concatenation and 2·W float32 passes over [B,C,T]), and reads input and output gradient once in the
 // backward.

@@ -27,8 +27,8 @@ LogitLosses logit_losses_reference(const at::Tensor& student_logits, const at::T
 // The same through the fused kernel registered by the CUDA library (cuda/) when (1) one is registered,
 // (2) both logits are on one CUDA device in float32 or bf16 with targets int64 there, (3)
 // use_reference_scan() is false (one switch for every fused kernel, hedge_mamba_scan.h) and (4) the fused
-// form is preferred (opt-in until the kernel has run on a GPU: HEDGELAB_FUSED_LOGIT_LOSSES=1 in the
-// environment or set_prefer_fused_logit_losses(true)); the reference otherwise. The fused kernel reads
+// form is preferred (the default; HEDGELAB_FUSED_LOGIT_LOSSES=0 in the environment or
+// set_prefer_fused_logit_losses(false) keeps the ATen form); the reference otherwise. The fused kernel reads
 // both logits once in the forward (online log-sum-exps, the max of zˢ shared by zˢ and zˢ/τ) and once in
 // the backward, writes ∂zˢ once, and keeps three float32 numbers a row. A target outside [0, V) makes
 // that row's ce NaN there (the reference raises instead).

@@ -21,8 +21,9 @@ at::Tensor rotary_inverse_frequencies(int64_t rotary_dims, double base, at::Devi
 
 // The same through the fused kernel registered by the CUDA library (cuda/) when (1) one is registered, (2)
 // x is a CUDA float32 or bf16 tensor with unit stride along P, (3) r is even and 0 < r ≤ P, (4)
-// use_reference_scan() is false and (5) the fused form is preferred (opt-in until measured on a GPU:
-// HEDGELAB_FUSED_ROTARY=1 in the environment or set_prefer_fused_rotary(true)); the reference otherwise. The
+// use_reference_scan() is false and (5) the fused form is preferred (the default:
+// HEDGELAB_FUSED_ROTARY=0 in the environment or set_prefer_fused_rotary(false) keeps the ATen form); the
+// reference otherwise. The
 // kernel reads x once and writes y once (cos and sin in float32 from θ, never stored), where the ATen form
 // makes some eight passes and two concatenations.
 at::Tensor rotary(const at::Tensor& x, int64_t rotary_dims, double base, double linear_factor,

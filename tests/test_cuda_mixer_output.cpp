@@ -155,13 +155,15 @@ class TestCudaMixerOutput : public QObject {
 #endif
   }
 
-  // A saturated gate: z = ±80 gives g = 0 and 2 exactly, and no NaN in y or dz.
+  // A saturated gate: at z = ±200 exp(−z) is 0 or inf in float32, g is 2 or 0 exactly and σ' is 0, with no
+  // NaN in y or dz. (At z = −80, g ≈ 3.6e−35 is still a normal float32 and dz is tiny, not 0: the first GPU
+  // run of this test, 2026-12-07, asked for 0 there and was wrong.)
   void saturated_gate_stays_finite() {
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
     Inputs in = make_inputs(1, 2, 9, 16, at::kFloat, true, true, false);
     {
       const at::NoGradGuard no_grad;
-      in.z.copy_(at::where(at::rand_like(in.z) < 0.5, at::full_like(in.z, 80.0), at::full_like(in.z, -80.0)));
+      in.z.copy_(at::where(at::rand_like(in.z) < 0.5, at::full_like(in.z, 200.0), at::full_like(in.z, -200.0)));
     }
     const at::Tensor y = hedgelab::cuda::fused_mixer_output(in.num, in.den, in.x, in.D, in.z, in.gain, kEps);
     const auto grads = torch::autograd::grad({y.sum()}, {in.z, in.num});

@@ -384,16 +384,28 @@ Trainer::StepOutcome Trainer::do_step() {
   // Gradients: all finite, or the step is abandoned naming the first parameter that is not. A non-finite
   // entry makes the global norm non-finite, so the norm is the check; only then is each gradient looked at.
   std::vector<size_t> with_grad;
-  std::vector<at::Tensor> norms;
+  std::vector<at::Tensor> grads_now;
+  bool one_wide_dtype = true;  // every gradient float32, or every one float64, on one device
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& g = params_[i].second.grad();
     if (!g.defined()) continue;  // unused this step, like torch's optimizers: no update, no moment decay
     with_grad.push_back(i);
-    norms.push_back(g.norm(2, g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).to(at::kDouble));
+    grads_now.push_back(g);
+    const at::Tensor& first = grads_now.front();
+    one_wide_dtype = one_wide_dtype && g.scalar_type() == first.scalar_type() &&
+                     g.device() == first.device() &&
+                     (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble);
   }
   double grad_norm = 0.0;
   if (!with_grad.empty()) {
-    grad_norm = at::stack(norms).pow(2).sum().sqrt().item<double>();
+    std::vector<at::Tensor> norms;  // [n] 0-dim, each ‖g‖₂ in float32 (float64 for float64 gradients)
+    if (one_wide_dtype) {
+      norms = at::_foreach_norm(grads_now, 2);  // one multi-tensor launch per chunk on CUDA
+    } else {
+      for (const at::Tensor& g : grads_now)
+        norms.push_back(g.norm(2, g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+    }
+    grad_norm = at::stack(norms).to(at::kDouble).pow(2).sum().sqrt().item<double>();
     if (!std::isfinite(grad_norm)) {
       for (size_t i : with_grad) {
         const auto& [name, p] = params_[i];
@@ -409,13 +421,8 @@ Trainer::StepOutcome Trainer::do_step() {
   at::NoGradGuard no_grad;
   if (config_.grad_clip > 0.0) {
     const double coef = config_.grad_clip / (grad_norm + 1e-6);
-    if (coef < 1.0) {
-      std::vector<at::Tensor> grads;
-      grads.reserve(with_grad.size());
-      for (size_t i : with_grad)
-        grads.push_back(params_[i].second.grad());
-      at::_foreach_mul_(grads, coef);  // in place: one multi-tensor launch per chunk on CUDA
-    }
+    if (coef < 1.0)
+      at::_foreach_mul_(grads_now, coef);  // in place: one multi-tensor launch per chunk on CUDA
   }
   // AdamW (adamw.h: the fused multi-tensor kernel on CUDA where LibTorch has it, the reference otherwise).
   std::vector<AdamWSlot> slots;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "cuda/cosine_params.h"
+#include "cuda/dtype_pair.cuh"
 #include "cuda/vector_io.cuh"
 
 namespace hedgelab::cuda {
@@ -152,14 +153,11 @@ int backward_typed(const CosineBwdParams& p, cudaStream_t st) {
   return static_cast<int>(cudaGetLastError());
 }
 
-// Calls f.template operator()<TS, TT>() for the shape's pair of dtypes.
-template <typename Params, typename F32F32, typename F32BF, typename BFF32, typename BFBF>
-int by_dtypes(const Params& p, cudaStream_t st, F32F32 a, F32BF b, BFF32 c, BFBF e) {
-  const bool s_bf = p.shape.s_dtype == ScanDtype::kBFloat16, t_bf = p.shape.t_dtype == ScanDtype::kBFloat16;
-  if (s_bf && t_bf) return e(p, st);
-  if (s_bf) return c(p, st);
-  if (t_bf) return b(p, st);
-  return a(p, st);
+// The instance for the shape's pair of dtypes (dtype_pair.cuh).
+template <typename Params, typename... Fs>
+int by_dtypes(const Params& p, cudaStream_t st, Fs... fs) {
+  return detail::by_dtype_pair(p.shape.s_dtype == ScanDtype::kBFloat16,
+                               p.shape.t_dtype == ScanDtype::kBFloat16, p, st, fs...);
 }
 
 }  // namespace

@@ -143,7 +143,10 @@ class TestCliSessions : public QObject {
       while (clock.elapsed() < delay && p.state() == QProcess::Running)
         p.waitForReadyRead(std::max<int>(1, delay - int(clock.elapsed())));
       const double kill_time = sessions::unix_now();
-      ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
+      // Only a running child: a finished one has processId() 0, and kill(0, …) would signal this test's own
+      // process group (the test, ctest and whatever started them).
+      const qint64 pid = p.processId();
+      if (p.state() == QProcess::Running && pid > 0) ::kill(static_cast<pid_t>(pid), SIGKILL);
       p.waitForFinished();
       const std::string out = p.readAllStandardOutput().toStdString();
       if (!fs::exists(session)) continue;  // killed before the session was created: nothing to lose

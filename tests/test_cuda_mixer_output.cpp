@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/models/hedge_mamba.h"
+#include "core/ops/autocast.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/mixer_output.h"
 #include "tests/cuda_test_util.h"
@@ -163,7 +164,8 @@ class TestCudaMixerOutput : public QObject {
     Inputs in = make_inputs(1, 2, 9, 16, at::kFloat, true, true, false);
     {
       const at::NoGradGuard no_grad;
-      in.z.copy_(at::where(at::rand_like(in.z) < 0.5, at::full_like(in.z, 200.0), at::full_like(in.z, -200.0)));
+      in.z.copy_(
+          at::where(at::rand_like(in.z) < 0.5, at::full_like(in.z, 200.0), at::full_like(in.z, -200.0)));
     }
     const at::Tensor y = hedgelab::cuda::fused_mixer_output(in.num, in.den, in.x, in.D, in.z, in.gain, kEps);
     const auto grads = torch::autograd::grad({y.sum()}, {in.z, in.num});
@@ -172,6 +174,26 @@ class TestCudaMixerOutput : public QObject {
     QVERIFY(at::equal(grads[0], at::zeros_like(grads[0])));  // σ' = 0 at both ends in float32
     const at::Tensor ref = mixer_output_reference(in.num, in.den, in.x, in.D, in.z, in.gain, kEps);
     expect_close("saturated", "y", y, ref.detach().to(at::kDouble).cpu(), 1e-5);
+#endif
+  }
+
+  // The mixer's input, cast once for its projections (ops::matmul_operand): bf16 under CUDA bf16 autocast for
+  // a float32 CUDA tensor, with the values .to(bf16) gives; the tensor itself otherwise (autocast off,
+  // already bf16, on the CPU).
+  void matmul_operand_casts_once_under_autocast() {
+#ifdef HEDGELAB_HAS_CUDA_KERNELS
+    const at::Tensor u = at::randn({2, 5, 16}).cuda();  // [B, T, d]
+    QVERIFY(hedgelab::ops::matmul_operand(u).is_same(u));
+    hedgelab::ops::AutocastSetting on;
+    on.enabled = true;
+    on.dtype = at::kBFloat16;
+    const hedgelab::ops::AutocastScope scope(on);
+    const at::Tensor c = hedgelab::ops::matmul_operand(u);
+    QVERIFY(c.scalar_type() == at::kBFloat16);
+    QVERIFY(at::equal(c, u.to(at::kBFloat16)));
+    QVERIFY(hedgelab::ops::matmul_operand(c).is_same(c));
+    const at::Tensor cpu = u.cpu();
+    QVERIFY(hedgelab::ops::matmul_operand(cpu).is_same(cpu));
 #endif
   }
 

@@ -9,6 +9,7 @@
 
 #include "core/common/error.h"
 #include "core/common/prng.h"
+#include "core/ops/autocast.h"
 #include "core/ops/causal_conv.h"
 #include "core/ops/hedge_mamba_scan_ref.h"
 #include "core/ops/mixer_output.h"
@@ -300,7 +301,8 @@ at::Tensor HedgeMambaMixerImpl::run(const at::Tensor& u, MixerState* state, cons
                                     MixerCapture* capture) const {
   const bool continuing = state && !state->empty();
   const ops::ScanState initial = continuing ? state->scan : ops::ScanState{};
-  const ScanInputs in = scan_inputs(u, state);
+  const at::Tensor um = ops::matmul_operand(u);  // [B, T, d], cast once for its five projections
+  const ScanInputs in = scan_inputs(um, state);
   const at::Tensor A_h = A();  // [H]
   ops::ScanOutput scan =
       ops::hedge_mamba_scan(in.x, in.Bm, in.Cm, in.dt, A_h, options_.chunk, continuing ? &initial : nullptr);
@@ -309,7 +311,7 @@ at::Tensor HedgeMambaMixerImpl::run(const at::Tensor& u, MixerState* state, cons
     state->position += u.size(1);
   }
   at::Tensor gate;
-  const at::Tensor o = finish(u, scan.num, scan.den, in.x, capture ? &gate : nullptr);  // [B, T, d]
+  const at::Tensor o = finish(um, scan.num, scan.den, in.x, capture ? &gate : nullptr);  // [B, T, d]
   if (capture) {
     const int64_t H = A_h.size(0);
     capture->delta = in.dt;                                 // [B, H, T]
@@ -353,8 +355,8 @@ at::Tensor HedgeMambaMixerImpl::forward_with(const at::Tensor& u, const MixerPro
 
 at::Tensor HedgeMambaMixerImpl::step(const at::Tensor& u_t, MixerState& state) const {
   TORCH_CHECK(u_t.dim() == 2, "HedgeMambaMixer::step: u_t must be [B, d], got ", u_t.sizes());
-  const at::Tensor u = u_t.unsqueeze(1);         // [B, 1, d]
-  const ScanInputs in = scan_inputs(u, &state);  // conv tails advanced by one token
+  const at::Tensor u = ops::matmul_operand(u_t).unsqueeze(1);  // [B, 1, d]
+  const ScanInputs in = scan_inputs(u, &state);                // conv tails advanced by one token
   const ops::ScanStepOutput s = ops::hedge_mamba_step(state.scan, in.x.select(2, 0), in.Bm.select(2, 0),
                                                       in.Cm.select(2, 0), in.dt.select(2, 0), A());
   state.scan = s.state;

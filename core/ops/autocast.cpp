@@ -26,6 +26,12 @@ void apply(const AutocastSetting& s) {
 
 }  // namespace
 
+at::Tensor matmul_operand(const at::Tensor& t) {
+  if (!t.defined() || !t.is_cuda() || t.scalar_type() != at::kFloat) return t;
+  const AutocastSetting s = cuda_autocast_setting();
+  return s.enabled ? t.to(s.dtype) : t;
+}
+
 AutocastSetting cuda_autocast_setting() {
   AutocastSetting s;
 #if HEDGELAB_AUTOCAST_PER_DEVICE

@@ -4,6 +4,7 @@
 // only switches it on and restores the previous setting. Thread-local, like LibTorch's own flag.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/ScalarType.h>
 
 namespace hedgelab::ops {
@@ -15,6 +16,13 @@ struct AutocastSetting {
 
 // The calling thread's CUDA autocast setting.
 AutocastSetting cuda_autocast_setting();
+
+// An activation that feeds several matmuls, cast once: `t` in the autocast dtype when CUDA autocast is on and
+// `t` is a float32 CUDA tensor; `t` itself otherwise. Left to autocast, every matmul casts it again and the
+// backward casts each gradient back and sums them in float32 (at pythia-1b, five casts forward and five casts
+// plus four additions over [B,T,d] backward for the mixer's input); cast here, the matmuls share one copy and
+// the gradients are summed in the autocast dtype, as a model held in bf16 sums them.
+at::Tensor matmul_operand(const at::Tensor& t);
 
 // Sets CUDA autocast to `setting` for the scope's lifetime (a no-op scope when `setting` equals the current
 // one); the cast cache is cleared when the outermost enabled scope ends.

@@ -48,10 +48,10 @@ class MixerOutputFunction : public torch::autograd::Function<MixerOutputFunction
                             const at::Tensor& x, const at::Tensor& D, const at::Tensor& gate_z,
                             const at::Tensor& gain, double eps, bool gate) {
     const c10::cuda::CUDAGuard guard(num.device());
-    const at::Tensor nc = num.contiguous();                        // [B, H, T, P]
-    const at::Tensor dc = den.contiguous();                        // [B, H, T]
-    const at::Tensor xk = kernel_x(x);                             // [B, H, T, P]
-    const at::Tensor Dc = D.contiguous(), gc = gain.contiguous();  // [H]
+    const at::Tensor nc = num.contiguous();                           // [B, H, T, P]
+    const at::Tensor dc = den.contiguous();                           // [B, H, T]
+    const at::Tensor xk = kernel_x(x);                                // [B, H, T, P]
+    const at::Tensor Dc = D.contiguous(), gc = gain.contiguous();     // [H]
     const at::Tensor zc = gate ? gate_z.contiguous() : at::Tensor();  // [B, T, d]
     const int64_t B = nc.size(0), H = nc.size(1), T = nc.size(2), P = nc.size(3);
     at::Tensor y = at::empty({B, T, H * P}, nc.options());  // [B, T, d]

@@ -13,7 +13,8 @@ namespace {
 std::atomic<MixerOutputFn> g_fused{nullptr};
 std::atomic<bool> g_prefer_fused{[] {
   const char* v = std::getenv("HEDGELAB_FUSED_MIXER_OUTPUT");
-  // The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_MIXER_OUTPUT=0 keeps the ATen form.
+  // The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_MIXER_OUTPUT=0
+  // keeps the ATen form.
   return v == nullptr || std::string(v) != "0";
 }()};
 

@@ -403,7 +403,7 @@ Trainer::StepOutcome Trainer::do_step() {
       norms = at::_foreach_norm(grads_now, 2);  // one multi-tensor launch per chunk on CUDA
     } else {
       for (const at::Tensor& g : grads_now)
-        norms.push_back(g.norm(2, g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+        norms.push_back(g.norm(2, g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).to(at::kDouble));
     }
     grad_norm = at::stack(norms).to(at::kDouble).pow(2).sum().sqrt().item<double>();
     if (!std::isfinite(grad_norm)) {

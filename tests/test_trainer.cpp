@@ -135,6 +135,48 @@ class TestTrainer : public QObject {
     QVERIFY(r.grad_norm > 0 && r.tokens_per_second > 0);
   }
 
+  // The reported gradient norm is the global 2-norm, on both of the trainer's paths: every gradient float32
+  // (one multi-tensor norm) and a mix of float32 and float64 (a norm per tensor). L = Σ wᵢ·pᵢ makes ∂L/∂pᵢ =
+  // wᵢ, so the norm is √Σ wᵢ², summed here in double from the values alone.
+  void grad_norm_is_the_global_two_norm_whatever_the_dtypes() {
+    for (const bool mixed : {false, true}) {
+      const at::Tensor wa = at::arange(1, 4, at::kDouble) * 0.5;             // [3]
+      const at::Tensor wb = at::arange(-2, 2, at::kDouble).reshape({2, 2});  // [2, 2]
+      const at::Tensor wc = at::full({5}, 0.25, at::kDouble);                // [5]
+      NamedTensors params{{"a", at::zeros({3}).requires_grad_(true)},
+                          {"b", at::zeros({2, 2}).requires_grad_(true)},
+                          {"c", at::zeros({5}, mixed ? at::kDouble : at::kFloat).requires_grad_(true)}};
+      auto step = [&](int64_t, int64_t) {
+        LossParts parts;
+        const at::Tensor l = (params[0].second * wa.to(at::kFloat)).sum() +
+                             (params[1].second * wb.to(at::kFloat)).sum() +
+                             (params[2].second * wc.to(params[2].second.scalar_type())).sum().to(at::kFloat);
+        parts.add("linear", l);
+        parts.tokens = 1;
+        return parts;
+      };
+      double expected = 0;
+      for (const at::Tensor* w : {&wa, &wb, &wc})
+        for (int64_t i = 0; i < w->numel(); ++i) {
+          const double v = w->reshape({-1})[i].item<double>();
+          expected += v * v;
+        }
+      expected = std::sqrt(expected);
+      TrainerConfig config = toy_config(1);
+      config.schedule.warmup_steps = 0;
+      config.grad_clip = 0.0;
+      double got = -1;
+      TrainerCallbacks cb;
+      cb.on_step = [&](const StepReport& r) { got = r.grad_norm; };
+      Trainer trainer(params, config, step, cb);
+      QCOMPARE(trainer.run(), RunState::Finished);
+      QVERIFY2(std::abs(got - expected) < 1e-6 * expected,
+               (std::string(mixed ? "mixed" : "float32") + ": " + std::to_string(got) + " vs " +
+                std::to_string(expected))
+                   .c_str());
+    }
+  }
+
   void deterministic_across_runs() {
     std::vector<double> totals[2];
     NamedTensors finals[2];

@@ -15,10 +15,9 @@
 #include <torch/autograd.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <mutex>
-#include <string>
 
+#include "core/common/env.h"
 #include "cuda/register.h"
 #include "cuda/scan_params.h"
 
@@ -64,10 +63,7 @@ void check(int code, const char* what) {
 }
 
 std::atomic<bool>& keep_states_flag() {
-  static std::atomic<bool> keep{[] {
-    const char* v = std::getenv("HEDGELAB_SCAN_RECOMPUTE_STATES");
-    return !(v && std::string(v) == "1");
-  }()};
+  static std::atomic<bool> keep{!env_switch("HEDGELAB_SCAN_RECOMPUTE_STATES", /*default_on=*/false)};
   return keep;
 }
 

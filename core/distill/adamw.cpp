@@ -5,10 +5,10 @@
 
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <map>
-#include <string>
 #include <tuple>
+
+#include "core/common/env.h"
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
 #define HEDGELAB_HAS_FUSED_ADAMW 1
@@ -21,10 +21,7 @@ namespace hedgelab::distill {
 
 namespace {
 
-std::atomic<bool> g_prefer_fused{[] {
-  const char* v = std::getenv("HEDGELAB_FUSED_ADAMW");
-  return v == nullptr || std::string(v) != "0";
-}()};
+std::atomic<bool> g_prefer_fused{env_switch("HEDGELAB_FUSED_ADAMW", /*default_on=*/true)};
 
 #if HEDGELAB_HAS_FUSED_ADAMW
 // What the fused kernel demands of one launch's lists (ATen's fast-path restrictions): one device and dtype,

@@ -6,10 +6,10 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <optional>
 #include <string>
 
+#include "core/common/env.h"
 #include "core/common/error.h"
 #include "core/distill/losses.h"
 #include "core/ops/activation_checkpoint.h"
@@ -138,9 +138,8 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
   // With q/k/v frozen (the default) the student's rotated q, k, v are the teacher's: take them from the
   // teacher's forward instead of projecting and rotating ln1(x) again. HEDGELAB_STAGE1_RECOMPUTE_QKV=1 keeps
   // the recomputation (the reference form, for checks and benchmarks).
-  const char* recompute_qkv_env = std::getenv("HEDGELAB_STAGE1_RECOMPUTE_QKV");
-  const bool reuse_qkv =
-      !(recompute_qkv_env && std::string(recompute_qkv_env) == "1") && hh->shares_frozen_qkv_with(*teacher);
+  const bool reuse_qkv = !env_switch("HEDGELAB_STAGE1_RECOMPUTE_QKV", /*default_on=*/false) &&
+                         hh->shares_frozen_qkv_with(*teacher);
   const at::Device device = teacher->lm_head_weight().device();
   return [=, &cursor](int64_t, int64_t) mutable {
     at::Tensor ids = cursor.next().narrow(1, 0, T).to(device);  // [B, T]

@@ -1,9 +1,8 @@
 #include "core/ops/causal_conv.h"
 
 #include <atomic>
-#include <cstdlib>
-#include <string>
 
+#include "core/common/env.h"
 #include "core/ops/hedge_mamba_scan.h"
 
 namespace hedgelab::ops {
@@ -11,12 +10,9 @@ namespace hedgelab::ops {
 namespace {
 
 std::atomic<CausalConvFn> g_fused_conv{nullptr};
-std::atomic<bool> g_prefer_fused{[] {
-  const char* v = std::getenv("HEDGELAB_FUSED_CONV");
-  // The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_CONV=0 keeps the
-  // ATen form.
-  return v == nullptr || std::string(v) != "0";
-}()};
+// The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_CONV=0 keeps the
+// ATen form.
+std::atomic<bool> g_prefer_fused{env_switch("HEDGELAB_FUSED_CONV", /*default_on=*/true)};
 
 void check_shapes(const at::Tensor& in, const at::Tensor& weight, const at::Tensor& bias) {
   TORCH_CHECK(in.dim() == 3 && weight.dim() == 2 && bias.dim() == 1 && weight.size(0) == in.size(2) &&

@@ -1,9 +1,8 @@
 #include "core/ops/cosine_alignment.h"
 
 #include <atomic>
-#include <cstdlib>
-#include <string>
 
+#include "core/common/env.h"
 #include "core/ops/hedge_mamba_scan.h"
 
 namespace hedgelab::ops {
@@ -11,10 +10,7 @@ namespace hedgelab::ops {
 namespace {
 
 std::atomic<CosineAlignmentFn> g_fused_cosine{nullptr};
-std::atomic<bool> g_prefer_fused{[] {
-  const char* v = std::getenv("HEDGELAB_FUSED_COSINE");
-  return v == nullptr || std::string(v) != "0";
-}()};
+std::atomic<bool> g_prefer_fused{env_switch("HEDGELAB_FUSED_COSINE", /*default_on=*/true)};
 
 bool kernel_dtype(const at::Tensor& t) {
   return t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16;

@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
+#include "core/common/env.h"
 #include "core/ops/chunking.h"
 
 namespace hedgelab::ops {
@@ -144,11 +143,7 @@ ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, c
 namespace {
 std::atomic<ScanFn> g_fused_scan{nullptr};
 // HEDGELAB_REFERENCE_KERNELS=1 in the environment starts a process on the reference path (cuda/README.md).
-bool reference_from_environment() {
-  const char* v = std::getenv("HEDGELAB_REFERENCE_KERNELS");
-  return v != nullptr && std::string(v) == "1";
-}
-std::atomic<bool> g_use_reference_scan{reference_from_environment()};
+std::atomic<bool> g_use_reference_scan{env_switch("HEDGELAB_REFERENCE_KERNELS", /*default_on=*/false)};
 }  // namespace
 
 void register_fused_scan(ScanFn fn) {

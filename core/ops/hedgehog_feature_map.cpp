@@ -1,8 +1,8 @@
 #include "core/ops/hedgehog_feature_map.h"
 
 #include <atomic>
-#include <cstdlib>
 
+#include "core/common/env.h"
 #include "core/common/error.h"
 #include "core/ops/hedge_mamba_scan.h"
 
@@ -11,11 +11,8 @@ namespace hedgelab::ops {
 namespace {
 
 std::atomic<FeatureMapFn> g_fused_feature_map{nullptr};
-std::atomic<bool> g_prefer_fused{[] {
-  // The default on CUDA (docs/results.md); HEDGELAB_FUSED_FEATURE_MAP=0 keeps the ATen form.
-  const char* v = std::getenv("HEDGELAB_FUSED_FEATURE_MAP");
-  return v == nullptr || std::string(v) != "0";
-}()};
+// The default on CUDA (docs/results.md); HEDGELAB_FUSED_FEATURE_MAP=0 keeps the ATen form.
+std::atomic<bool> g_prefer_fused{env_switch("HEDGELAB_FUSED_FEATURE_MAP", /*default_on=*/true)};
 
 }  // namespace
 

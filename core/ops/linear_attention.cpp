@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <string>
 #include <tuple>
 
+#include "core/common/env.h"
 #include "core/ops/chunking.h"
 #include "core/ops/hedge_mamba_scan.h"
 
@@ -14,10 +13,7 @@ namespace hedgelab::ops {
 namespace {
 
 std::atomic<LinearAttentionFn> g_fused_linear_attention{nullptr};
-std::atomic<bool> g_prefer_fused{[] {
-  const char* v = std::getenv("HEDGELAB_FUSED_LINEAR_ATTENTION");
-  return v == nullptr || std::string(v) != "0";
-}()};
+std::atomic<bool> g_prefer_fused{env_switch("HEDGELAB_FUSED_LINEAR_ATTENTION", /*default_on=*/true)};
 
 void check_inputs(const char* fn, const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
                   bool same_dtype = true) {

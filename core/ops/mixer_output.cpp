@@ -1,9 +1,8 @@
 #include "core/ops/mixer_output.h"
 
 #include <atomic>
-#include <cstdlib>
-#include <string>
 
+#include "core/common/env.h"
 #include "core/ops/hedge_mamba_scan.h"
 
 namespace hedgelab::ops {
@@ -11,12 +10,9 @@ namespace hedgelab::ops {
 namespace {
 
 std::atomic<MixerOutputFn> g_fused{nullptr};
-std::atomic<bool> g_prefer_fused{[] {
-  const char* v = std::getenv("HEDGELAB_FUSED_MIXER_OUTPUT");
-  // The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_MIXER_OUTPUT=0
-  // keeps the ATen form.
-  return v == nullptr || std::string(v) != "0";
-}()};
+// The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_MIXER_OUTPUT=0
+// keeps the ATen form.
+std::atomic<bool> g_prefer_fused{env_switch("HEDGELAB_FUSED_MIXER_OUTPUT", /*default_on=*/true)};
 
 void check_shapes(const at::Tensor& num, const at::Tensor& den, const at::Tensor& x, const at::Tensor& D,
                   const at::Tensor& gate_z, const at::Tensor& gain) {

@@ -1,9 +1,8 @@
 #include "core/ops/rotary.h"
 
 #include <atomic>
-#include <cstdlib>
-#include <string>
 
+#include "core/common/env.h"
 #include "core/ops/hedge_mamba_scan.h"
 
 namespace hedgelab::ops {
@@ -11,12 +10,9 @@ namespace hedgelab::ops {
 namespace {
 
 std::atomic<RotaryFn> g_fused{nullptr};
-std::atomic<bool> g_prefer_fused{[] {
-  const char* v = std::getenv("HEDGELAB_FUSED_ROTARY");
-  // The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_ROTARY=0 keeps the
-  // ATen form.
-  return v == nullptr || std::string(v) != "0";
-}()};
+// The default on CUDA since it was measured on an H100 (docs/results.md); HEDGELAB_FUSED_ROTARY=0 keeps the
+// ATen form.
+std::atomic<bool> g_prefer_fused{env_switch("HEDGELAB_FUSED_ROTARY", /*default_on=*/true)};
 
 }  // namespace
 

@@ -3,8 +3,10 @@
 #include <QTest>
 
 #include <cmath>
+#include <cstdlib>
 #include <set>
 
+#include "core/common/env.h"
 #include "core/common/prng.h"
 #include "core/train/lr_schedule.h"
 #include "core/util/atomic_file.h"
@@ -85,6 +87,24 @@ class TestCommon : public QObject {
       entries += e.exists();
     QCOMPARE(entries, 1);
     HL_EXPECT_ERROR(util::write_file_atomically(tmp / "missing" / "f", std::string("x")), "missing");
+  }
+
+  // A switch that defaults on is turned off by "0" only; one that defaults off is turned on by "1" only.
+  void env_switch_reads_zero_and_one() {
+    const char* name = "HEDGELAB_TEST_ENV_SWITCH";
+    ::unsetenv(name);
+    QVERIFY(env_switch(name, true));
+    QVERIFY(!env_switch(name, false));
+    ::setenv(name, "0", 1);
+    QVERIFY(!env_switch(name, true));
+    QVERIFY(!env_switch(name, false));
+    ::setenv(name, "1", 1);
+    QVERIFY(env_switch(name, true));
+    QVERIFY(env_switch(name, false));
+    ::setenv(name, "yes", 1);
+    QVERIFY(env_switch(name, true));
+    QVERIFY(!env_switch(name, false));
+    ::unsetenv(name);
   }
 
   void warmup_then_cosine() {

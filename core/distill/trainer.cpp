@@ -385,19 +385,21 @@ Trainer::StepOutcome Trainer::do_step() {
   // entry makes the global norm non-finite, so the norm is the check; only then is each gradient looked at.
   std::vector<size_t> with_grad;
   std::vector<at::Tensor> grads_now;
-  bool one_wide_dtype = true;  // every gradient float32, or every one float64, on one device
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& g = params_[i].second.grad();
     if (!g.defined()) continue;  // unused this step, like torch's optimizers: no update, no moment decay
     with_grad.push_back(i);
     grads_now.push_back(g);
-    const at::Tensor& first = grads_now.front();
-    one_wide_dtype = one_wide_dtype && g.scalar_type() == first.scalar_type() &&
-                     g.device() == first.device() &&
-                     (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble);
   }
   double grad_norm = 0.0;
   if (!with_grad.empty()) {
+    // Every gradient float32, or every one float64, on one device: one multi-tensor norm.
+    const at::Tensor& first = grads_now.front();
+    const bool one_wide_dtype =
+        (first.scalar_type() == at::kFloat || first.scalar_type() == at::kDouble) &&
+        std::all_of(grads_now.begin(), grads_now.end(), [&](const at::Tensor& g) {
+          return g.scalar_type() == first.scalar_type() && g.device() == first.device();
+        });
     std::vector<at::Tensor> norms;  // [n] 0-dim, each ‖g‖₂ in float32 (float64 for float64 gradients)
     if (one_wide_dtype) {
       norms = at::_foreach_norm(grads_now, 2);  // one multi-tensor launch per chunk on CUDA

@@ -15,6 +15,8 @@
 #include <torch/autograd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "core/common/env.h"
@@ -65,6 +67,21 @@ void check(int code, const char* what) {
 std::atomic<bool>& keep_states_flag() {
   static std::atomic<bool> keep{!env_switch("HEDGELAB_SCAN_RECOMPUTE_STATES", /*default_on=*/false)};
   return keep;
+}
+
+// HEDGELAB_SCAN_STATE_PASS: "sequential", "parallel" or "auto" (unset: auto; scan_params.h says how auto
+// picks). Anything else is refused when the first scan runs, naming the variable.
+StatePass state_pass_from_env() {
+  const char* v = std::getenv("HEDGELAB_SCAN_STATE_PASS");
+  if (!v || !*v || std::strcmp(v, "auto") == 0) return StatePass::kAuto;
+  if (std::strcmp(v, "sequential") == 0) return StatePass::kSequential;
+  if (std::strcmp(v, "parallel") == 0) return StatePass::kParallel;
+  TORCH_CHECK(false, "HEDGELAB_SCAN_STATE_PASS: expected sequential, parallel or auto, got \"", v, "\"");
+}
+
+std::atomic<int>& state_pass_setting() {
+  static std::atomic<int> pass{static_cast<int>(state_pass_from_env())};
+  return pass;
 }
 
 // The kernels' scratch, from LibTorch's caching allocator; the tensors live as long as the struct. The
@@ -130,6 +147,7 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     p.S_final = Sf.data_ptr<float>();
     p.n_final = nf.data_ptr<float>();
     p.ws = ws.ptrs;
+    p.state_pass = scan_state_pass();
     check(scan_forward(p, at::cuda::getCurrentCUDAStream().stream()), "forward");
 
     const bool keep = keep_scan_states();
@@ -195,6 +213,7 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     p.dS0 = dS0.data_ptr<float>();
     p.dn0 = dn0.data_ptr<float>();
     p.ws = ws.ptrs;
+    p.state_pass = scan_state_pass();
     check(scan_backward(p, at::cuda::getCurrentCUDAStream().stream()), "backward");
 
     // The decay's share (see the top of this file).
@@ -270,6 +289,13 @@ void set_keep_scan_states(bool keep) {
 }
 bool keep_scan_states() {
   return keep_states_flag().load();
+}
+
+void set_scan_state_pass(StatePass pass) {
+  state_pass_setting().store(static_cast<int>(pass));
+}
+StatePass scan_state_pass() {
+  return static_cast<StatePass>(state_pass_setting().load());
 }
 
 void register_kernels() {

@@ -12,6 +12,7 @@
 #include "core/ops/logit_losses.h"
 #include "core/ops/mixer_output.h"
 #include "core/ops/rotary.h"
+#include "cuda/scan_params.h"
 
 namespace hedgelab::cuda {
 
@@ -28,6 +29,12 @@ void register_kernels();
 // (at pythia-1b, B4 T2048, N 512: 268 MB a layer in bf16); the gradients are the same either way.
 void set_keep_scan_states(bool keep);
 bool keep_scan_states();
+
+// Which form of the scan's state pass runs (scan_params.h: sequential, parallel, or auto by the GPU's size,
+// the default); HEDGELAB_SCAN_STATE_PASS=sequential|parallel|auto in the environment sets the start value.
+// The results agree within rounding (the parallel form rounds every chunk's share to the operand type).
+void set_scan_state_pass(StatePass pass);
+StatePass scan_state_pass();
 
 // The fused scan itself (an ops::ScanFn): x, Bm, Cm on one CUDA device; bf16 inputs run bf16 tensor-core
 // operands, any other floating dtype runs tf32 operands; fp32 accumulation and state either way. Outputs

@@ -84,20 +84,25 @@ struct TileRegs {
   static constexpr int kCount = kTile * kGroups / kThreads;
   uint4 v[kCount];
 
+  // A thread's groups share one column and stand kStep rows apart: one pointer, advanced by kStep rows.
+  static_assert(kThreads % kGroups == 0, "a thread's groups in one column");
+  static constexpr int kStep = kThreads / kGroups;
+
   __device__ void fetch(const Op* src, int64_t nrows, int64_t width, int64_t row0, int64_t col0, bool vec) {
+    const int64_t col = col0 + (threadIdx.x % kGroups) * kVec, first = row0 + threadIdx.x / kGroups;
+    const bool col_in = col < width;
+    const Op* p = src + first * width + col;
 #pragma unroll
     for (int k = 0; k < kCount; ++k) {
-      const int idx = threadIdx.x + k * kThreads;
-      const int64_t row = row0 + idx / kGroups, col = col0 + (idx % kGroups) * kVec;
       v[k] = make_uint4(0u, 0u, 0u, 0u);
-      if (row >= nrows || col >= width) continue;
-      const Op* p = src + row * width + col;
+      if (!col_in || first + k * kStep >= nrows) continue;
+      const Op* pk = p + k * kStep * width;
       if (vec) {
-        v[k] = __ldg(reinterpret_cast<const uint4*>(p));
+        v[k] = __ldg(reinterpret_cast<const uint4*>(pk));
       } else {
         Op* e = reinterpret_cast<Op*>(&v[k]);
         for (int i = 0; i < kVec && col + i < width; ++i)
-          e[i] = p[i];
+          e[i] = pk[i];
       }
     }
   }
@@ -138,6 +143,61 @@ __device__ inline void load_tile(Op* dst, const Op* src, int64_t nrows, int64_t 
   TileRegs<Op> r;
   r.fetch(src, nrows, width, row0, col0, vec);
   r.put(dst);
+}
+
+// ---- tiles: global → shared, asynchronously
+// ----------------------------------------------------------------- The same tile as TileRegs, copied by
+// cp.async straight into a shared tile (row stride Mma<Op>::kLd) with no registers in between; rows or
+// columns outside are zero-filled. Each thread copies TileRegs' groups of its own, so after async_wait it may
+// read and rewrite them without a block barrier. Without `vec` the elements are loaded synchronously instead.
+template <typename Op>
+__device__ inline void tile_async(Op* dst, const Op* src, int64_t nrows, int64_t width, int64_t row0,
+                                  int64_t col0, bool vec) {
+  using R = TileRegs<Op>;
+  // TileRegs' order: a thread's groups in one column, R::kStep rows apart.
+  constexpr int kStep = R::kStep;
+  const int r = threadIdx.x / R::kGroups, c = (threadIdx.x % R::kGroups) * R::kVec;
+  const int64_t col = col0 + c, first = row0 + r;
+  const bool col_in = col < width;
+  const Op* p = src + first * width + col;
+  Op* d = dst + r * Mma<Op>::kLd + c;
+#pragma unroll
+  for (int k = 0; k < R::kCount; ++k) {
+    const bool in = col_in && first + k * kStep < nrows;
+    Op* dk = d + k * kStep * Mma<Op>::kLd;
+    if (vec) {
+      const unsigned saddr = static_cast<unsigned>(__cvta_generic_to_shared(dk));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr),
+                   "l"(in ? p + k * kStep * width : src), "r"(in ? 16 : 0));
+    } else {
+      for (int i = 0; i < R::kVec; ++i)
+        dk[i] = (in && col + i < width) ? p[k * kStep * width + i] : Mma<Op>::from_float(0.f);
+    }
+  }
+}
+__device__ inline void async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+__device__ inline void async_wait_all() {
+  asm volatile("cp.async.wait_group 0;\n" ::);
+}
+
+// Scales, in place, the groups of a shared tile that this thread copied (tile_async): group k by scale[k].
+template <typename Op>
+__device__ inline void scale_own_groups(Op* tile, const float* scale) {
+  using R = TileRegs<Op>;
+#pragma unroll
+  for (int k = 0; k < R::kCount; ++k) {
+    const int idx = threadIdx.x + k * kThreads;
+    uint4* q =
+        reinterpret_cast<uint4*>(tile + (idx / R::kGroups) * Mma<Op>::kLd + (idx % R::kGroups) * R::kVec);
+    uint4 v = *q;
+    Op* e = reinterpret_cast<Op*>(&v);
+#pragma unroll
+    for (int i = 0; i < R::kVec; ++i)
+      e[i] = Mma<Op>::from_float(Mma<Op>::to_float(e[i]) * scale[k]);
+    *q = v;
+  }
 }
 
 // ---- one warp's products

@@ -24,6 +24,10 @@ constexpr int state_smem() {
   return 2 * tile_bytes<Op>() + kStageBytes + kL * 4;
 }
 template <typename Op>
+constexpr int state_sequential_smem() {
+  return 4 * tile_bytes<Op>() + kStageBytes + (2 * kL + 2 * kTile) * 4;
+}
+template <typename Op>
 constexpr int chunk_out_smem() {
   return 4 * tile_bytes<Op>() + kStageBytes + (2 * kL + kTile) * 4;
 }
@@ -78,10 +82,31 @@ int launch_walk(const ScanShape& s, void* states, const float* ell, const float*
   return (int)cudaGetLastError();
 }
 
-// The state pass: every chunk's share (chunk_state_kernel), then the walk over the chunks of the matrix
-// state and of the vector state (state_walk_kernel).
+// The sequential form when asked, or (kAuto) when its blocks are at least two a multiprocessor.
+int sequential_pass(const ScanShape& s, StatePass pass, bool& sequential) {
+  if (pass != StatePass::kAuto) {
+    sequential = pass == StatePass::kSequential;
+    return 0;
+  }
+  int dev = 0, sms = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e != cudaSuccess) return (int)e;
+  sequential = tiles(s.N) * tiles(s.P) * s.B * s.H >= 2 * (int64_t)sms;
+  return 0;
+}
+
+// The state pass (scan_params.h, step 2). Sequential: state_sequential_kernel. Parallel: every chunk's share
+// (chunk_state_kernel), then the walk over the chunks of the matrix state and of the vector state
+// (state_walk_kernel).
 template <typename Op, bool kReverse>
-int launch_state(const ScanShape& s, const StatePassArgs& a, cudaStream_t stream) {
+int launch_state(const ScanShape& s, const StatePassArgs& a, StatePass pass, cudaStream_t stream) {
+  bool sequential = false;
+  if (int e = sequential_pass(s, pass, sequential)) return e;
+  if (sequential) {
+    const dim3 grid((unsigned)(tiles(s.N) * tiles(s.P)), (unsigned)(s.B * s.H));
+    return launch(state_sequential_kernel<Op, kReverse>, grid, state_sequential_smem<Op>(), a, stream);
+  }
   const dim3 grid((unsigned)(tiles(s.N) * tiles(s.P)), (unsigned)chunks(s), (unsigned)(s.B * s.H));
   if (int e = launch(chunk_state_kernel<Op, kReverse>, grid, state_smem<Op>(), a, stream)) return e;
   if (int e = launch_walk<Op, kReverse>(s, a.states, a.ell, a.S_init, a.S_out, s.N * s.P, stream)) return e;
@@ -138,7 +163,7 @@ int forward(const ScanFwdParams& p, cudaStream_t stream) {
   StatePassArgs st = forward_state_args(s, p.Bm, p.x, p.dt, p.S0, p.n0, p.ws);
   st.S_out = p.S_final;
   st.v_out = p.n_final;
-  if (int e = launch_state<Op, false>(s, st, stream)) return e;
+  if (int e = launch_state<Op, false>(s, st, p.state_pass, stream)) return e;
   if (int e = launch_gram<Op>(s, p.Cm, p.Bm, s.N, p.ws.gram, stream)) return e;
 
   ChunkOutArgs o;
@@ -163,7 +188,8 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
 
   // The forward's states again, unless the forward kept them (p.states_kept).
   if (!p.states_kept)
-    if (int e = launch_state<Op, false>(s, forward_state_args(s, p.Bm, p.x, p.dt, p.S0, p.n0, p.ws), stream))
+    if (int e = launch_state<Op, false>(s, forward_state_args(s, p.Bm, p.x, p.dt, p.S0, p.n0, p.ws),
+                                        p.state_pass, stream))
       return e;
 
   StatePassArgs rv;
@@ -179,7 +205,7 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
   rv.S_out = p.dS0;
   rv.v_out = p.dn0;
   rv.T = s.T, rv.N = s.N, rv.P = s.P, rv.nc = nc;
-  if (int e = launch_state<Op, true>(s, rv, stream)) return e;
+  if (int e = launch_state<Op, true>(s, rv, p.state_pass, stream)) return e;
 
   if (int e = launch_gram<Op>(s, p.Bm, p.Cm, s.N, p.ws.gram, stream)) return e;
   ChunkOutArgs dx;

@@ -8,9 +8,11 @@
 //
 // The kernels follow the state-space duality (SSD) split into chunks of kScanChunk tokens:
 //   1. prep: ℓ inside each chunk (inclusive, restarting at every chunk), so no long difference is ever taken;
-//   2. state pass: every (tile of the N × P state, chunk, b, h) in parallel forms the chunk's own share
-//      Bᵀ(w∘x); then one element-wise walk over the chunks (the only sequential part, no products in it)
-//      turns the shares, in place, into the state entering every chunk;
+//   2. state pass, one of two forms (StatePass): parallel, every (tile of the N × P state, chunk, b, h) at
+//      once forms the chunk's own share Bᵀ(w∘x), then one element-wise walk over the chunks turns the
+//      shares, in place, into the state entering every chunk; or sequential, one block per (state tile, b,
+//      h) carries its tile through the chunks in registers and writes each state once (fewer bytes, less
+//      parallelism);
 //   3. Gram pass: every (chunk, b, h) in parallel: C Bᵀ inside the chunk, once for all value tiles;
 //   4. chunk pass: every (value tile, chunk, b, h) in parallel: the decay-masked quadratic form inside the
 //      chunk (from the Gram matrix) plus the stored entering state.
@@ -28,6 +30,10 @@ enum class ScanDtype : int { kFloat32 = 0, kBFloat16 = 1 };
 
 // Tokens a chunk (L). Padded tokens past T have Δ = 0 and zero rows: they neither decay nor write the state.
 constexpr int kScanChunk = 64;
+
+// Which form of the state pass (step 2) runs. kAuto takes the sequential one when its blocks,
+// ⌈N/64⌉·⌈P/64⌉·B·H, fill the GPU (at least two a multiprocessor), the parallel one otherwise.
+enum class StatePass : int { kAuto = 0, kSequential = 1, kParallel = 2 };
 
 struct ScanShape {
   int64_t B = 0, H = 0, T = 0, N = 0, P = 0;
@@ -67,6 +73,7 @@ struct ScanFwdParams {
   float* S_final = nullptr;   // [B,H,N,P]
   float* n_final = nullptr;   // [B,H,N]
   ScanWorkspace ws;           // ell, gram, states, n_states
+  StatePass state_pass = StatePass::kAuto;
 };
 
 // Backward: the gradients that need the scan. dx, dB, dC (in dtype), dS0 and dn0 are fully written; reader
@@ -100,6 +107,7 @@ struct ScanBwdParams {
   // ws.states and ws.n_states already hold the forward's states entering every chunk (the forward kept
   // them): the backward skips its recomputation of them.
   bool states_kept = false;
+  StatePass state_pass = StatePass::kAuto;  // of the recomputed forward states and of the reverse pass
 };
 
 // Launch on `stream` (a cudaStream_t); return 0 or a cudaError_t code, with the message in

@@ -181,4 +181,146 @@ __global__ void __launch_bounds__(256) state_walk_kernel(StateWalkArgs a) {
       a.out[bh * E + e0 + i] = S[i];
 }
 
+// Step 2 in one kernel, the other way round: one block per (N tile × P tile, b·h) carries a 64 × 64 tile of
+// the state in float32 accumulators through the chunks, forward (c = 0 … nc−1) or in reverse, and at each
+// chunk stores it (the state entering chunk c, or the adjoint leaving it), then applies the chunk's update
+//   S ← e^{ℓ_end} S + ΔS_c (ΔS_c as in chunk_state_kernel), and the same for the vector state.
+// The shares never reach memory: the states are written once, where the parallel pass writes the shares and
+// the walk reads and rewrites them. The price is parallelism: ⌈N/64⌉·⌈P/64⌉·B·H blocks, each walking the
+// chunks in order, so the launcher picks this pass only when that fills the GPU (scan_kernels.cu).
+// Latency is hidden by a two-buffer pipeline: chunk c+1's tiles are copied asynchronously into the other
+// shared buffer, and the raw ℓ and Δ of its rows loaded, while chunk c is multiplied; each thread then
+// scales the V rows it copied itself, so a chunk costs one block barrier. The vector share is split over all
+// 128 threads (two halves of the chunk's tokens); the second half's partial sum reaches the first half
+// through shared memory and is added one chunk later, behind the next barrier.
+template <typename Op, bool kReverse>
+__global__ void __launch_bounds__(kThreads, 4) state_sequential_kernel(StatePassArgs a) {
+  using M = Mma<Op>;
+  using Regs = TileRegs<Op>;
+  extern __shared__ __align__(128) unsigned char sm[];
+  // Buffer b: K [L × 64] at tile 2b, u ∘ V [L × 64] at tile 2b + 1.
+  auto Ks = [&](int b) { return reinterpret_cast<Op*>(sm + 2 * b * tile_bytes<Op>()); };
+  auto Vs = [&](int b) { return reinterpret_cast<Op*>(sm + (2 * b + 1) * tile_bytes<Op>()); };
+  float* stage = reinterpret_cast<float*>(sm + 4 * tile_bytes<Op>());  // [64 × kLdF]
+  float* vw = stage + kTile * kLdF;                                    // [2][L] vector weights
+  float* vpart = vw + 2 * kL;                                          // [2][64] second halves' shares
+
+  const int64_t T = a.T, N = a.N, P = a.P, nc = a.nc;
+  const int64_t tiles_n = (N + kTile - 1) / kTile;
+  const int64_t n0 = (int64_t)(blockIdx.x % tiles_n) * kTile, p0 = (int64_t)(blockIdx.x / tiles_n) * kTile;
+  const int64_t bh = blockIdx.y;
+  const int tid = threadIdx.x, w = tid / 32;
+  const Op* K = static_cast<const Op*>(a.K) + bh * T * N;
+  const Op* V = static_cast<const Op*>(a.V) + bh * T * P;
+  const float* dt = a.dt + bh * T;
+  const float* ell = a.ell + bh * nc * kL;
+  const float* vcol = a.vcol ? a.vcol + bh * T : nullptr;
+  Op* states = static_cast<Op*>(a.states) + bh * nc * N * P;
+  const bool vec_block = p0 == 0;
+  const bool vK = vec_ok(K, N), vV = vec_ok(V, P);
+  const int ve = tid % kTile, half = tid / kTile;  // the vector entry n0 + ve, tokens 32·half … 32·half+31
+
+  FragAcc<Op> acc[4];
+  if (a.S_init) {
+    const float* S0 = a.S_init + bh * N * P;
+    for (int idx = tid; idx < kTile * kTile; idx += kThreads) {
+      const int r = idx / kTile, col = idx % kTile;
+      stage[r * kLdF + col] = (n0 + r < N && p0 + col < P) ? S0[(n0 + r) * P + p0 + col] : 0.f;
+    }
+    __syncthreads();
+    stage_load<Op>(acc, stage);
+  } else {
+    zero<Op>(acc);
+  }
+  float vstate = 0.f;  // entry n0 + ve of the vector state (half 0 of P tile 0 carries it)
+  if (vec_block && half == 0 && a.v_init && n0 + ve < N) vstate = a.v_init[bh * N + n0 + ve];
+
+  // What is in flight for the next chunk besides its tiles: ℓ and (forward) Δ of the rows this thread
+  // copied, ℓ at the chunk's end, and the vector weight's inputs of token tid (threads < L).
+  float ell_row[Regs::kCount], dt_row[Regs::kCount], ell_end = 0.f, ell_tok = 0.f, col_tok = 0.f;
+  auto chunk_of = [&](int64_t i) { return kReverse ? nc - 1 - i : i; };
+  auto fetch = [&](int64_t c, int b) {
+    const int64_t t0 = c * kL;
+    const float* ellc = ell + c * kL;
+    tile_async(Ks(b), K, T, N, t0, n0, vK);
+    tile_async(Vs(b), V, T, P, t0, p0, vV);
+    async_commit();
+#pragma unroll
+    for (int k = 0; k < Regs::kCount; ++k) {
+      const int r = Regs::row_of(k);
+      ell_row[k] = ellc[r];
+      if (!kReverse) dt_row[k] = t0 + r < T ? dt[t0 + r] : 0.f;
+    }
+    ell_end = ellc[kL - 1];
+    if (vec_block && tid < kL) {
+      const int64_t t = t0 + tid;
+      ell_tok = ellc[tid];
+      col_tok = kReverse ? ((vcol && t < T) ? vcol[t] : 0.f) : (t < T ? dt[t] : 0.f);
+    }
+  };
+
+  fetch(chunk_of(0), 0);
+  float g_prev = 0.f, s_prev = 0.f;  // the previous chunk's decay and this thread's half of its vector share
+#pragma unroll 1
+  for (int64_t i = 0; i < nc; ++i) {
+    const int64_t c = chunk_of(i);
+    const int buf = (int)(i & 1);
+    // Chunk c's copies have landed: this thread's V rows times u (forward Δ_s e^{ℓ_end − ℓ_s}, reverse
+    // e^{ℓ_t}).
+    async_wait_all();
+    {
+      float scale[Regs::kCount];
+#pragma unroll
+      for (int k = 0; k < Regs::kCount; ++k)
+        scale[k] = kReverse ? __expf(ell_row[k]) : dt_row[k] * __expf(ell_end - ell_row[k]);
+      scale_own_groups(Vs(buf), scale);
+    }
+    if (vec_block && tid < kL)
+      vw[buf * kL + tid] = kReverse ? __expf(ell_tok) * col_tok : col_tok * __expf(ell_end - ell_tok);
+    const float g = __expf(ell_end);
+    __syncthreads();  // buffer buf is complete; buffer buf^1 (read a chunk ago) is free
+    if (i + 1 < nc) fetch(chunk_of(i + 1), buf ^ 1);
+
+    // The previous chunk's vector update, completed with the other half's share, then the state as it is
+    // before this chunk's update.
+    if (vec_block && half == 0) {
+      if (i > 0) vstate = g_prev * vstate + s_prev + vpart[(buf ^ 1) * kTile + ve];
+      if (n0 + ve < N) a.vstates[(bh * nc + c) * N + n0 + ve] = vstate;
+    }
+    stage_store<Op>(stage, acc);
+    warp_store_rows(stage, states + c * N * P, N, P, n0, p0, [](int, float v) { return v; });
+
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < acc[j].num_elements; ++e)
+        acc[j].x[e] *= g;
+    warp_mma<Op, wmma::col_major, wmma::row_major>(acc, Ks(buf) + 16 * w, M::kLd, Vs(buf), M::kLd);
+    if (vec_block) {
+      const Op* kc = Ks(buf) + 32 * half * M::kLd + ve;
+      const float* wv = vw + buf * kL + 32 * half;
+      float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+      for (int t = 0; t < 32; t += 2) {
+        s0 += M::to_float(kc[t * M::kLd]) * wv[t];
+        s1 += M::to_float(kc[(t + 1) * M::kLd]) * wv[t + 1];
+      }
+      if (half == 0)
+        s_prev = s0 + s1;
+      else
+        vpart[buf * kTile + ve] = s0 + s1;
+    }
+    g_prev = g;
+  }
+  if (a.S_out) {
+    stage_store<Op>(stage, acc);
+    warp_store_rows(stage, a.S_out + bh * N * P, N, P, n0, p0, [](int, float v) { return v; });
+  }
+  __syncthreads();  // the last chunk's second-half vector share is visible
+  if (vec_block && half == 0) {
+    vstate = g_prev * vstate + s_prev + vpart[(int)((nc - 1) & 1) * kTile + ve];
+    if (a.v_out && n0 + ve < N) a.v_out[bh * N + n0 + ve] = vstate;
+  }
+}
+
 }  // namespace hedgelab::cuda::detail

@@ -123,13 +123,28 @@ class TestCudaScan : public QObject {
     for (at::Tensor* t : {&ref_in.x, &ref_in.Bm, &ref_in.Cm, &ref_in.dt, &ref_in.A, &ref_in.S0, &ref_in.n0})
       if (t->defined()) *t = t->to(ref_device);
     const Result ref = run(ref_in, at::kDouble, at::kDouble, grads, w, reference);
-    const Result got = run(in, dtype, at::kFloat, grads, w, &hedgelab::cuda::fused_hedge_mamba_scan);
+    // Both forms of the state pass (scan_params.h), each against the reference.
+    using hedgelab::cuda::StatePass;
+    for (const StatePass pass : {StatePass::kSequential, StatePass::kParallel}) {
+      hedgelab::cuda::set_scan_state_pass(pass);
+      const Result got = run(in, dtype, at::kFloat, grads, w, &hedgelab::cuda::fused_hedge_mamba_scan);
+      hedgelab::cuda::set_scan_state_pass(StatePass::kAuto);
+      check_against(got, ref, in, w, B, H, T, N, P, dtype, initial, grads,
+                    pass == StatePass::kSequential ? " sequential" : " parallel");
+      if (QTest::currentTestFailed()) return;
+    }
+#endif
+  }
 
+#ifdef HEDGELAB_HAS_CUDA_KERNELS
+  void check_against(const Result& got, const Result& ref, const Inputs& in, const std::vector<at::Tensor>& w,
+                     int64_t B, int64_t H, int64_t T, int64_t N, int64_t P, at::ScalarType dtype,
+                     bool initial, bool grads, const char* pass) {
     const bool bf16 = dtype == at::kBFloat16;
     const double fwd_tol = bf16 ? 3e-2 : 3e-3, grad_tol = bf16 ? 5e-2 : 5e-3;
     const std::string tag = std::string(bf16 ? "bf16" : "f32") + " B" + std::to_string(B) + " H" +
                             std::to_string(H) + " T" + std::to_string(T) + " N" + std::to_string(N) + " P" +
-                            std::to_string(P) + (initial ? " +S0" : "");
+                            std::to_string(P) + (initial ? " +S0" : "") + pass;
     auto expect = [&](const char* what, const at::Tensor& a, const at::Tensor& b, double tol) {
       QVERIFY2(at::isfinite(a).all().item<bool>(), (tag + " " + what + ": not finite").c_str());
       const double e = relative_error(a, b);
@@ -160,8 +175,8 @@ class TestCudaScan : public QObject {
       QVERIFY2(at::isfinite(got.grads[4]).all().item<bool>(), (tag + " dA: not finite").c_str());
       QVERIFY2(e < tol, (tag + " dA: " + std::to_string(e)).c_str());
     }
-#endif
   }
+#endif
 
  private Q_SLOTS:
   void initTestCase() {

@@ -11,6 +11,7 @@
 #include "core/io/safetensors_torch.h"
 #include "core/io/tokenizer.h"
 #include "core/models/gpt_neox.h"
+#include "core/ops/rotary.h"
 #include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
 
@@ -155,6 +156,22 @@ class TestGptNeoX : public QObject {
         count += p.numel();
       QCOMPARE(model->config().parameter_count(), count);
     }
+  }
+
+  // The rotary table: base^(−2j/r) (against float64), made once per (r, base, device) and then shared.
+  void rotary_frequencies_are_made_once_per_key() {
+    using hedgelab::ops::rotary_inverse_frequencies;
+    const at::Tensor a = rotary_inverse_frequencies(16, 10000.0, at::kCPU);  // [8]
+    QCOMPARE(a.scalar_type(), at::kFloat);
+    QCOMPARE(a.numel(), int64_t(8));
+    const at::Tensor exact =
+        at::pow(10000.0, -at::arange(0, 16, 2, at::TensorOptions().dtype(at::kDouble)) / 16.0);  // [8]
+    QVERIFY(at::allclose(a.to(at::kDouble), exact, 1e-6, 0.0));
+    QCOMPARE(rotary_inverse_frequencies(16, 10000.0, at::kCPU).data_ptr(), a.data_ptr());
+    const at::Tensor other_base = rotary_inverse_frequencies(16, 500.0, at::kCPU);
+    QVERIFY(other_base.data_ptr() != a.data_ptr());
+    QVERIFY(other_base[1].item<float>() > a[1].item<float>());
+    QCOMPARE(rotary_inverse_frequencies(8, 10000.0, at::kCPU).numel(), int64_t(4));
   }
 
   void config_reads_both_rotary_shapes() {

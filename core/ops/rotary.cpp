@@ -1,6 +1,9 @@
 #include "core/ops/rotary.h"
 
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "core/common/env.h"
 #include "core/ops/hedge_mamba_scan.h"
@@ -30,10 +33,22 @@ bool prefer_fused_rotary() {
 }
 
 at::Tensor rotary_inverse_frequencies(int64_t rotary_dims, double base, at::Device device) {
+  // One table per (r, base, device), made once: every layer's q and k and every decoding step ask again, and
+  // making it is five small kernels. The map is never destroyed, so no device tensor outlives its runtime at
+  // exit.
+  using Key = std::tuple<int64_t, double, int, int>;
+  static std::mutex mutex;
+  static auto* tables = new std::map<Key, at::Tensor>();
+  const Key key{rotary_dims, base, static_cast<int>(device.type()), static_cast<int>(device.index())};
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = tables->find(key);
+  if (it != tables->end()) return it->second;
   const int64_t r = rotary_dims;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  // inv_freq_j = base^(-2j/r), computed in float32 as transformers does.
-  return 1.0 / at::pow(base, at::arange(0, r, 2, f32.dtype(at::kLong)).to(at::kFloat) / r);  // [r/2]
+  // inv_freq_j = base^(-2j/r), computed in float32 on the CPU as transformers does, then moved.
+  const at::Tensor exponents = at::arange(0, r, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / r;
+  const at::Tensor table = (1.0 / at::pow(base, exponents)).to(device);  // [r/2]
+  tables->emplace(key, table);
+  return table;
 }
 
 at::Tensor rotary_reference(const at::Tensor& x, int64_t rotary_dims, double base, double linear_factor,

@@ -15,8 +15,9 @@ namespace hedgelab::ops {
 at::Tensor rotary_reference(const at::Tensor& x, int64_t rotary_dims, double base, double linear_factor,
                             int64_t position_offset);  // [B, H, T, P]
 
-// The inverse frequencies base^(−2j/r), j < r/2, float32 on `device`, computed as the reference computes
-// them (the fused kernel takes this table, so both see the same frequencies).
+// The inverse frequencies base^(−2j/r), j < r/2, float32 on `device` (computed on the CPU, as transformers
+// does, and moved); the reference and the fused kernel both take this table, so both see the same
+// frequencies. Made once per (r, base, device) and shared: read it, never write it.
 at::Tensor rotary_inverse_frequencies(int64_t rotary_dims, double base, at::Device device);  // [r/2]
 
 // The same through the fused kernel registered by the CUDA library (cuda/) when (1) one is registered, (2)

@@ -302,6 +302,7 @@ void register_kernels() {
   static std::once_flag once;
   std::call_once(once, [] {
     ops::register_fused_scan(&fused_hedge_mamba_scan);
+    ops::register_fused_scan_step(&fused_hedge_mamba_step);
     ops::register_fused_linear_attention(&fused_linear_attention);
     ops::register_fused_feature_map(&fused_hedgehog_features);
     ops::register_fused_cosine_alignment(&fused_cosine_alignment);

@@ -17,10 +17,9 @@
 namespace hedgelab::cuda {
 
 // Registers the fused kernels into core/ops' dispatch (ops::register_fused_scan,
-// ops::register_fused_linear_attention, ops::register_fused_feature_map, ops::register_fused_cosine_alignment
-// ops::register_fused_causal_conv, ops::register_fused_mixer_output, ops::register_fused_rotary and
-// ops::register_fused_logit_losses).
-// Idempotent.
+// ops::register_fused_scan_step, ops::register_fused_linear_attention, ops::register_fused_feature_map,
+// ops::register_fused_cosine_alignment ops::register_fused_causal_conv, ops::register_fused_mixer_output,
+// ops::register_fused_rotary and ops::register_fused_logit_losses). Idempotent.
 void register_kernels();
 
 // Whether the fused scan's forward keeps the states entering every chunk for its backward (the default), or
@@ -42,6 +41,13 @@ StatePass scan_state_pass();
 ops::ScanOutput fused_hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm, const at::Tensor& Cm,
                                        const at::Tensor& dt, const at::Tensor& A,
                                        const ops::ScanState* initial);
+
+// One token of decoding (an ops::ScanStepFn): the state update and its read-out in one kernel, float32
+// arithmetic, S' and n' rounded to the operands' dtype (float32 or bf16, one for all) once. No backward:
+// core/ops' dispatch takes the ATen reference when a gradient is asked.
+ops::ScanStepOutput fused_hedge_mamba_step(const ops::ScanState& state, const at::Tensor& x_t,
+                                           const at::Tensor& B_t, const at::Tensor& C_t,
+                                           const at::Tensor& dt_t, const at::Tensor& A);
 
 // Causal normalized linear attention (Hedgehog stage 1, an ops::LinearAttentionFn) on the same kernels: the
 // scan with Δ ≡ 1 and A ≡ 0 (no decay) gives num and den together; y = num / (den + eps). The feature maps

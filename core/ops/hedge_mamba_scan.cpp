@@ -109,8 +109,12 @@ ScanOutput hedge_mamba_scan_chunked(const at::Tensor& x, const at::Tensor& Bm, c
   return {detail::from_chunks(num, T), detail::from_chunks(den, T), {S, n}};
 }
 
-ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
-                                const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A) {
+namespace {
+
+// The step's shapes: x_t [B,H,P], B_t, C_t [B,H,N], dt_t [B,H], A [H], state undefined or S [B,H,N,P],
+// n [B,H,N].
+void check_step_inputs(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
+                       const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A) {
   TORCH_CHECK(x_t.dim() == 3 && B_t.dim() == 3,
               "hedge_mamba_step: expected x_t [B,H,P] and B_t [B,H,N], got ", x_t.sizes(), ", ", B_t.sizes());
   const int64_t B = x_t.size(0), H = x_t.size(1), P = x_t.size(2), N = B_t.size(2);
@@ -121,10 +125,22 @@ ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, c
   TORCH_CHECK(dt_t.sizes() == at::IntArrayRef({B, H}), "hedge_mamba_step: dt_t must be [B,H], got ",
               dt_t.sizes());
   TORCH_CHECK(A.sizes() == at::IntArrayRef({H}), "hedge_mamba_step: A must be [H], got ", A.sizes());
+  if (state.S.defined())
+    TORCH_CHECK(state.S.sizes() == at::IntArrayRef({B, H, N, P}) && state.n.defined() &&
+                    state.n.sizes() == at::IntArrayRef({B, H, N}),
+                "hedge_mamba_step: state must be S [B,H,N,P], n [B,H,N] = [", B, ",", H, ",", N, ",", P, "]");
+}
+
+std::atomic<ScanStepFn> g_fused_step{nullptr};
+
+}  // namespace
+
+ScanStepOutput hedge_mamba_step_reference(const ScanState& state, const at::Tensor& x_t,
+                                          const at::Tensor& B_t, const at::Tensor& C_t,
+                                          const at::Tensor& dt_t, const at::Tensor& A) {
+  check_step_inputs(state, x_t, B_t, C_t, dt_t, A);
+  const int64_t B = x_t.size(0), H = x_t.size(1), P = x_t.size(2), N = B_t.size(2);
   const ScanState prev = state.S.defined() ? state : hedge_mamba_zero_state(B, H, N, P, x_t.options());
-  TORCH_CHECK(prev.S.sizes() == at::IntArrayRef({B, H, N, P}) && prev.n.defined() &&
-                  prev.n.sizes() == at::IntArrayRef({B, H, N}),
-              "hedge_mamba_step: state must be S [B,H,N,P], n [B,H,N] = [", B, ",", H, ",", N, ",", P, "]");
 
   const at::Tensor alpha = at::exp(dt_t * A.unsqueeze(0));  // [B, H]
   const at::Tensor write = B_t * dt_t.unsqueeze(-1);        // [B, H, N]
@@ -135,6 +151,32 @@ ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, c
   out.num = at::matmul(C_t.unsqueeze(-2), out.state.S).squeeze(-2);                          // [B, H, P]
   out.den = (C_t * out.state.n).sum(-1);                                                     // [B, H]
   return out;
+}
+
+void register_fused_scan_step(ScanStepFn fn) {
+  g_fused_step.store(fn);
+}
+ScanStepFn registered_fused_scan_step() {
+  return g_fused_step.load();
+}
+
+ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
+                                const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A) {
+  const ScanStepFn fused = g_fused_step.load();
+  if (fused && x_t.defined() && x_t.is_cuda() && !use_reference_scan()) {
+    const at::ScalarType d = x_t.scalar_type();
+    bool one_dtype = d == at::kFloat || d == at::kBFloat16, needs_grad = false;
+    for (const at::Tensor* t : {&x_t, &B_t, &C_t, &dt_t, &A, &state.S, &state.n}) {
+      if (!t->defined()) continue;
+      one_dtype = one_dtype && t->scalar_type() == d && t->device() == x_t.device();
+      needs_grad = needs_grad || t->requires_grad();
+    }
+    if (one_dtype && !(needs_grad && at::GradMode::is_enabled())) {
+      check_step_inputs(state, x_t, B_t, C_t, dt_t, A);
+      return fused(state, x_t, B_t, C_t, dt_t, A);
+    }
+  }
+  return hedge_mamba_step_reference(state, x_t, B_t, C_t, dt_t, A);
 }
 
 // ---- dispatch

@@ -44,9 +44,24 @@ ScanState hedge_mamba_zero_state(int64_t B, int64_t H, int64_t N, int64_t P,
 
 // One token of decoding with O(1) state: x_t [B,H,P], B_t, C_t [B,H,N], dt_t [B,H], A [H]. The state is
 // updated first and then read (the token sees itself). An undefined state (default-constructed) counts as
-// zeros.
+// zeros. The entry point models call: the fused step registered by the CUDA library (cuda/) when (1) one is
+// registered, (2) x_t is on a CUDA device, (3) every operand, the state included, has x_t's dtype, float32
+// or bf16, (4) no gradient is asked (grad mode off, or no operand requires one) and (5)
+// use_reference_scan() is false; hedge_mamba_step_reference otherwise.
 ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
                                 const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A);
+
+// The same in ATen ops (the CPU path, and the fused step's reference); differentiable.
+ScanStepOutput hedge_mamba_step_reference(const ScanState& state, const at::Tensor& x_t,
+                                          const at::Tensor& B_t, const at::Tensor& C_t,
+                                          const at::Tensor& dt_t, const at::Tensor& A);
+
+// The fused step gets operands already checked for shapes, one dtype and one device, and returns what the
+// reference returns (its S and n rounded to the dtype once). nullptr unregisters.
+using ScanStepFn = ScanStepOutput (*)(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
+                                      const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A);
+void register_fused_scan_step(ScanStepFn fn);
+ScanStepFn registered_fused_scan_step();
 
 // ---- dispatch ---------------------------------------------------------------------------------------------
 // hedge_mamba_scan is the entry point models call. It uses the fused kernel registered by the CUDA library

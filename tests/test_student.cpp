@@ -211,6 +211,17 @@ class TestStudent : public QObject {
       const double err = relative_error(out.to(at::kDouble), ref);
       QVERIFY2(err < (dt == at::kFloat ? 1e-6 : 8e-3),
                qPrintable(QString("dtype %1: relative error %2").arg(c10::toString(dt)).arg(err)));
+      // Decoding: one token at a time, the tail carrying the last W−1 inputs, gives the same outputs.
+      at::Tensor tail;
+      std::vector<at::Tensor> steps;
+      for (int64_t t = 0; t < T; ++t)
+        steps.push_back(conv->forward(x.narrow(1, t, 1), &tail));  // [B, 1, C]
+      const at::Tensor stepped = at::cat(steps, 1);                // [B, T, C]
+      QCOMPARE(stepped.scalar_type(), dt);
+      const double err_step = relative_error(stepped.to(at::kDouble), ref);
+      QVERIFY2(
+          err_step < (dt == at::kFloat ? 1e-6 : 8e-3),
+          qPrintable(QString("dtype %1, stepped: relative error %2").arg(c10::toString(dt)).arg(err_step)));
     }
   }
 

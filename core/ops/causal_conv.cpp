@@ -43,10 +43,16 @@ at::Tensor causal_conv1d_reference(const at::Tensor& in, const at::Tensor& weigh
   const at::Tensor prev =
       (tail && tail->defined()) ? *tail : at::zeros({B, C, W - 1}, in.options());  // [B,C,W−1]
   const at::Tensor full = at::cat({prev, in.transpose(1, 2)}, 2);                  // [B, C, T+W−1]
-  // W shifted multiply-adds: W is small, so this is cheaper and simpler than a grouped convolution call.
-  at::Tensor out = bias.view({1, C, 1}).expand({B, C, T});  // [B, C, T]
-  for (int64_t j = 0; j < W; ++j)
-    out = out + weight.select(1, j).view({1, C, 1}) * full.narrow(2, j, T);
+  at::Tensor out;                                                                  // [B, C, T]
+  if (T == 1) {
+    // One token (decoding): full is the window itself, so the same sum is one product and one reduction.
+    out = (full * weight.unsqueeze(0)).sum(2, /*keepdim=*/true) + bias.view({1, C, 1});  // [B, C, 1]
+  } else {
+    // W shifted multiply-adds: W is small, so this is cheaper and simpler than a grouped convolution call.
+    out = bias.view({1, C, 1}).expand({B, C, T});  // [B, C, T]
+    for (int64_t j = 0; j < W; ++j)
+      out = out + weight.select(1, j).view({1, C, 1}) * full.narrow(2, j, T);
+  }
   if (tail) *tail = full.narrow(2, T, W - 1);       // the last W−1 inputs
   return out.transpose(1, 2).to(in.scalar_type());  // [B, T, C]
 }

@@ -69,11 +69,16 @@ std::atomic<bool>& keep_states_flag() {
   return keep;
 }
 
-// HEDGELAB_SCAN_STATE_PASS: "sequential", "parallel" or "auto" (unset: auto; scan_params.h says how auto
-// picks). Anything else is refused when the first scan runs, naming the variable.
+// Without HEDGELAB_SCAN_STATE_PASS: the parallel form, until the sequential one has been run on a GPU
+// (docs/results.md).
+constexpr StatePass kDefaultStatePass = StatePass::kParallel;
+
+// HEDGELAB_SCAN_STATE_PASS: "sequential", "parallel" or "auto" (scan_params.h says how auto picks). Anything
+// else is refused when the first scan runs, naming the variable.
 StatePass state_pass_from_env() {
   const char* v = std::getenv("HEDGELAB_SCAN_STATE_PASS");
-  if (!v || !*v || std::strcmp(v, "auto") == 0) return StatePass::kAuto;
+  if (!v || !*v) return kDefaultStatePass;
+  if (std::strcmp(v, "auto") == 0) return StatePass::kAuto;
   if (std::strcmp(v, "sequential") == 0) return StatePass::kSequential;
   if (std::strcmp(v, "parallel") == 0) return StatePass::kParallel;
   TORCH_CHECK(false, "HEDGELAB_SCAN_STATE_PASS: expected sequential, parallel or auto, got \"", v, "\"");

@@ -29,8 +29,9 @@ void register_kernels();
 void set_keep_scan_states(bool keep);
 bool keep_scan_states();
 
-// Which form of the scan's state pass runs (scan_params.h: sequential, parallel, or auto by the GPU's size,
-// the default); HEDGELAB_SCAN_STATE_PASS=sequential|parallel|auto in the environment sets the start value.
+// Which form of the scan's state pass runs (scan_params.h: sequential, parallel, or auto by the GPU's size);
+// HEDGELAB_SCAN_STATE_PASS=sequential|parallel|auto in the environment sets the start value, parallel
+// without it (hedge_mamba_scan_cuda.cpp, kDefaultStatePass).
 // The results agree within rounding (the parallel form rounds every chunk's share to the operand type).
 void set_scan_state_pass(StatePass pass);
 StatePass scan_state_pass();

@@ -187,6 +187,7 @@ class TestCudaScan : public QObject {
     // The linear-attention dispatch prefers the chunked ATen form by default (faster at T 2048); these tests
     // are about the kernel.
     hedgelab::ops::set_prefer_fused_linear_attention(true);
+    hedgelab::ops::set_prefer_fused_scan_step(true);
   }
 
   // The dispatch: registered at load, used for CUDA tensors, and the switch runs the chunked reference.

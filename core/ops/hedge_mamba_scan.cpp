@@ -132,6 +132,8 @@ void check_step_inputs(const ScanState& state, const at::Tensor& x_t, const at::
 }
 
 std::atomic<ScanStepFn> g_fused_step{nullptr};
+// Off until it has been run on a GPU (docs/results.md); HEDGELAB_FUSED_SCAN_STEP=1 turns it on.
+std::atomic<bool> g_prefer_fused_step{env_switch("HEDGELAB_FUSED_SCAN_STEP", /*default_on=*/false)};
 
 }  // namespace
 
@@ -159,11 +161,17 @@ void register_fused_scan_step(ScanStepFn fn) {
 ScanStepFn registered_fused_scan_step() {
   return g_fused_step.load();
 }
+void set_prefer_fused_scan_step(bool prefer) {
+  g_prefer_fused_step.store(prefer);
+}
+bool prefer_fused_scan_step() {
+  return g_prefer_fused_step.load();
+}
 
 ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
                                 const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A) {
   const ScanStepFn fused = g_fused_step.load();
-  if (fused && x_t.defined() && x_t.is_cuda() && !use_reference_scan()) {
+  if (fused && x_t.defined() && x_t.is_cuda() && !use_reference_scan() && g_prefer_fused_step.load()) {
     const at::ScalarType d = x_t.scalar_type();
     bool one_dtype = d == at::kFloat || d == at::kBFloat16, needs_grad = false;
     for (const at::Tensor* t : {&x_t, &B_t, &C_t, &dt_t, &A, &state.S, &state.n}) {

@@ -168,7 +168,8 @@ __device__ inline void tile_async(Op* dst, const Op* src, int64_t nrows, int64_t
     if (vec) {
       const unsigned saddr = static_cast<unsigned>(__cvta_generic_to_shared(dk));
       asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr),
-                   "l"(in ? p + k * kStep * width : src), "r"(in ? 16 : 0));
+                   "l"(in ? p + k * kStep * width : src), "r"(in ? 16 : 0)
+                   : "memory");
     } else {
       for (int i = 0; i < R::kVec; ++i)
         dk[i] = (in && col + i < width) ? p[k * kStep * width + i] : Mma<Op>::from_float(0.f);
@@ -176,10 +177,10 @@ __device__ inline void tile_async(Op* dst, const Op* src, int64_t nrows, int64_t
   }
 }
 __device__ inline void async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 __device__ inline void async_wait_all() {
-  asm volatile("cp.async.wait_group 0;\n" ::);
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
 
 // Scales, in place, the groups of a shared tile that this thread copied (tile_async): group k by scale[k].

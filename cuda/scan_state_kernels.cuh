@@ -193,8 +193,10 @@ __global__ void __launch_bounds__(256) state_walk_kernel(StateWalkArgs a) {
 // scales the V rows it copied itself, so a chunk costs one block barrier. The vector share is split over all
 // 128 threads (two halves of the chunk's tokens); the second half's partial sum reaches the first half
 // through shared memory and is added one chunk later, behind the next barrier.
+// Blocks a multiprocessor: 4 for bf16 (55 KB of shared memory each), 2 for float (88 KB).
 template <typename Op, bool kReverse>
-__global__ void __launch_bounds__(kThreads, 4) state_sequential_kernel(StatePassArgs a) {
+__global__ void __launch_bounds__(kThreads, sizeof(Op) == 2 ? 4 : 2)
+    state_sequential_kernel(StatePassArgs a) {
   using M = Mma<Op>;
   using Regs = TileRegs<Op>;
   extern __shared__ __align__(128) unsigned char sm[];

@@ -125,10 +125,11 @@ class TestCudaScan : public QObject {
     const Result ref = run(ref_in, at::kDouble, at::kDouble, grads, w, reference);
     // Both forms of the state pass (scan_params.h), each against the reference.
     using hedgelab::cuda::StatePass;
+    const StatePass start = hedgelab::cuda::scan_state_pass();
     for (const StatePass pass : {StatePass::kSequential, StatePass::kParallel}) {
       hedgelab::cuda::set_scan_state_pass(pass);
       const Result got = run(in, dtype, at::kFloat, grads, w, &hedgelab::cuda::fused_hedge_mamba_scan);
-      hedgelab::cuda::set_scan_state_pass(StatePass::kAuto);
+      hedgelab::cuda::set_scan_state_pass(start);
       check_against(got, ref, in, w, B, H, T, N, P, dtype, initial, grads,
                     pass == StatePass::kSequential ? " sequential" : " parallel");
       if (QTest::currentTestFailed()) return;
@@ -218,28 +219,33 @@ class TestCudaScan : public QObject {
   void kept_and_recomputed_states_agree() {
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
     QVERIFY(hedgelab::cuda::keep_scan_states());
-    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
-      at::manual_seed(11);
-      const Inputs in = make_inputs(2, 3, 300, 128, 64, dtype, true, 1.0, at::Device(at::kCUDA));
-      const std::vector<at::Tensor> w = {at::randn({2, 3, 300, 64}, kF64), at::randn({2, 3, 300}, kF64),
-                                         at::randn({2, 3, 128, 64}, kF64) * 0.1,
-                                         at::randn({2, 3, 128}, kF64) * 0.1};
-      const Result kept = run(in, dtype, at::kFloat, true, w, &hedgelab::cuda::fused_hedge_mamba_scan);
-      hedgelab::cuda::set_keep_scan_states(false);
-      const Result again = run(in, dtype, at::kFloat, true, w, &hedgelab::cuda::fused_hedge_mamba_scan);
-      hedgelab::cuda::set_keep_scan_states(true);
-      QVERIFY(at::equal(kept.num, again.num));
-      QCOMPARE(kept.grads.size(), again.grads.size());
-      for (size_t i = 0; i < kept.grads.size(); ++i) {
-        if (i == 3 || i == 4) {
-          const double e = relative_error(kept.grads[i], again.grads[i]);
-          qInfo("%s grad %zu kept vs recomputed rel diff %.2e", dtype == at::kFloat ? "f32" : "bf16", i, e);
-          QVERIFY2(e < 1e-5, std::to_string(e).c_str());
-        } else {
-          QVERIFY2(at::equal(kept.grads[i], again.grads[i]), ("gradient " + std::to_string(i)).c_str());
+    using hedgelab::cuda::StatePass;
+    const StatePass start = hedgelab::cuda::scan_state_pass();
+    for (const StatePass pass : {StatePass::kSequential, StatePass::kParallel})
+      for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+        hedgelab::cuda::set_scan_state_pass(pass);
+        at::manual_seed(11);
+        const Inputs in = make_inputs(2, 3, 300, 128, 64, dtype, true, 1.0, at::Device(at::kCUDA));
+        const std::vector<at::Tensor> w = {at::randn({2, 3, 300, 64}, kF64), at::randn({2, 3, 300}, kF64),
+                                           at::randn({2, 3, 128, 64}, kF64) * 0.1,
+                                           at::randn({2, 3, 128}, kF64) * 0.1};
+        const Result kept = run(in, dtype, at::kFloat, true, w, &hedgelab::cuda::fused_hedge_mamba_scan);
+        hedgelab::cuda::set_keep_scan_states(false);
+        const Result again = run(in, dtype, at::kFloat, true, w, &hedgelab::cuda::fused_hedge_mamba_scan);
+        hedgelab::cuda::set_keep_scan_states(true);
+        hedgelab::cuda::set_scan_state_pass(start);
+        QVERIFY(at::equal(kept.num, again.num));
+        QCOMPARE(kept.grads.size(), again.grads.size());
+        for (size_t i = 0; i < kept.grads.size(); ++i) {
+          if (i == 3 || i == 4) {
+            const double e = relative_error(kept.grads[i], again.grads[i]);
+            qInfo("%s grad %zu kept vs recomputed rel diff %.2e", dtype == at::kFloat ? "f32" : "bf16", i, e);
+            QVERIFY2(e < 1e-5, std::to_string(e).c_str());
+          } else {
+            QVERIFY2(at::equal(kept.grads[i], again.grads[i]), ("gradient " + std::to_string(i)).c_str());
+          }
         }
       }
-    }
 #endif
   }
 
@@ -434,7 +440,8 @@ class TestCudaScan : public QObject {
 #endif
   }
 
-  // The dispatch keeps the differentiable reference when a gradient is asked, and on the reference switch.
+  // The dispatch keeps the differentiable reference when a gradient is asked, and on the reference switch;
+  // otherwise it runs the kernel.
   void decode_step_dispatch_keeps_gradients() {
     if (!ready()) QSKIP("no CUDA device");
     const auto cuda = at::TensorOptions().dtype(at::kFloat).device(at::kCUDA);
@@ -445,10 +452,17 @@ class TestCudaScan : public QObject {
     QVERIFY(with_grad.num.requires_grad());
     const at::Tensor gx = torch::autograd::grad({with_grad.num.sum()}, {x})[0];
     QVERIFY(at::allclose(gx, (Cm * Bm * dt.unsqueeze(-1)).sum(-1, true).expand_as(gx)));
-    {
-      at::NoGradGuard no_grad;
-      QVERIFY(!hedge_mamba_step({}, x, Bm, Cm, dt, A).num.requires_grad());
-    }
+#ifdef HEDGELAB_HAS_CUDA_KERNELS
+    // Without a gradient the kernel runs (its bits), unless the reference switch is on.
+    at::NoGradGuard no_grad;
+    const at::Tensor fused = hedgelab::cuda::fused_hedge_mamba_step({}, x, Bm, Cm, dt, A).num;
+    QVERIFY(at::equal(hedge_mamba_step({}, x, Bm, Cm, dt, A).num, fused));
+    set_use_reference_scan(true);
+    const at::Tensor ref = hedge_mamba_step({}, x, Bm, Cm, dt, A).num;
+    set_use_reference_scan(false);
+    QVERIFY(at::equal(ref, hedge_mamba_step_reference({}, x, Bm, Cm, dt, A).num));
+    QVERIFY(at::allclose(ref, fused, 1e-5, 1e-6));
+#endif
   }
 };
 

@@ -21,13 +21,21 @@ BUILD="${HEDGELAB_GPU_BUILD_DIR:-$ROOT/build-gpu}"
   cmake --version | head -1
 } 2>&1 | tee "$OUT/build.log"
 
+# The carried spdlog 1.10 and fmt 9, even where the machine has its own spdlog: PyTorch ships fmt 12 in
+# torch/include, which an -isystem path puts ahead of /usr/include, and no Debian or Ubuntu spdlog builds
+# against it. -I is searched before every -isystem path, so the carried fmt 9 headers win.
+ARCHLIB="$DEBROOT/usr/lib/x86_64-linux-gnu"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEDGELAB_GUI=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEBROOT/usr" \
+  -Dspdlog_DIR="$ARCHLIB/cmake/spdlog" -Dfmt_DIR="$ARCHLIB/cmake/fmt" \
+  -DCMAKE_CXX_FLAGS="-I$DEBROOT/usr/include" \
   -DQT_HOST_PATH="$DEBROOT/usr" 2>&1 | tee -a "$OUT/build.log"
 targets="${HEDGELAB_GPU_TARGETS:-}"  # e.g. "hedgelab-cli bench_stage_steps": only these (default: all)
-cmake --build "$BUILD" -j "$(nproc)" ${targets:+--target $targets} -- -k 0 2>&1 | tail -n 60 |
-  tee -a "$OUT/build.log"
-build_rc=${PIPESTATUS[0]}
+# The whole build output goes to build-full.log; build.log keeps every error line and the last 60 lines.
+cmake --build "$BUILD" -j "$(nproc)" ${targets:+--target $targets} -- -k 0 >"$OUT/build-full.log" 2>&1
+build_rc=$?
+grep -E "FAILED|error" "$OUT/build-full.log" | head -n 40 | tee -a "$OUT/build.log"
+tail -n 60 "$OUT/build-full.log" | tee -a "$OUT/build.log"
 echo "build exit code: $build_rc" | tee -a "$OUT/build.log"
 [ "$build_rc" -eq 0 ] || exit "$build_rc"
 

@@ -1,5 +1,7 @@
 #include "core/ops/hedge_mamba_scan.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <algorithm>
 #include <atomic>
 #include <vector>

@@ -30,7 +30,7 @@ void set_keep_scan_states(bool keep);
 bool keep_scan_states();
 
 // Which form of the scan's state pass runs (scan_params.h: sequential, parallel, or auto by the GPU's size);
-// HEDGELAB_SCAN_STATE_PASS=sequential|parallel|auto in the environment sets the start value, parallel
+// HEDGELAB_SCAN_STATE_PASS=sequential|parallel|auto in the environment sets the start value, auto
 // without it (hedge_mamba_scan_cuda.cpp, kDefaultStatePass).
 // The results agree within rounding (the parallel form rounds every chunk's share to the operand type).
 void set_scan_state_pass(StatePass pass);

@@ -69,8 +69,10 @@ if has profile; then
   echo "profile rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
   python3 - "$OUT/profile.csv" <<'PY' | tee -a "$log"
 import csv, sys, collections
+# The benchmark's own JSON lines split into many fields too: the table starts at ncu's header row.
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-head, body = rows[0], rows[1:]
+start = next(i for i, r in enumerate(rows) if "Kernel Name" in r)
+head, body = rows[start], [r for r in rows[start + 1:] if len(r) == len(rows[start])]
 k, v, u = head.index("Kernel Name"), head.index("Metric Value"), head.index("Metric Unit")
 acc = collections.defaultdict(list)
 for r in body:

@@ -134,8 +134,8 @@ void check_step_inputs(const ScanState& state, const at::Tensor& x_t, const at::
 }
 
 std::atomic<ScanStepFn> g_fused_step{nullptr};
-// Off until it has been run on a GPU (docs/results.md); HEDGELAB_FUSED_SCAN_STEP=1 turns it on.
-std::atomic<bool> g_prefer_fused_step{env_switch("HEDGELAB_FUSED_SCAN_STEP", /*default_on=*/false)};
+// On by default (measured in docs/results.md, 2026-12-07); HEDGELAB_FUSED_SCAN_STEP=0 turns it off.
+std::atomic<bool> g_prefer_fused_step{env_switch("HEDGELAB_FUSED_SCAN_STEP", /*default_on=*/true)};
 
 }  // namespace
 

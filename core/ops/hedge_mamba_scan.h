@@ -47,8 +47,8 @@ ScanState hedge_mamba_zero_state(int64_t B, int64_t H, int64_t N, int64_t P,
 // zeros. The entry point models call: the fused step registered by the CUDA library (cuda/) when (1) one is
 // registered, (2) x_t is on a CUDA device, (3) every operand, the state included, has x_t's dtype, float32
 // or bf16, (4) no gradient is asked (grad mode off, or no operand requires one), (5) use_reference_scan()
-// is false and (6) the fused step is preferred (off by default until measured on a GPU:
-// HEDGELAB_FUSED_SCAN_STEP=1 or set_prefer_fused_scan_step(true)); hedge_mamba_step_reference otherwise.
+// is false and (6) the fused step is preferred (the default; HEDGELAB_FUSED_SCAN_STEP=0 or
+// set_prefer_fused_scan_step(false) turns it off); hedge_mamba_step_reference otherwise.
 ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
                                 const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A);
 

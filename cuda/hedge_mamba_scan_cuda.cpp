@@ -89,21 +89,6 @@ std::atomic<int>& state_pass_setting() {
   return pass;
 }
 
-// HEDGELAB_SCAN_BC_BUFFERS: "1" or "2" (scan_params.h, ScanBwdParams::bc_buffers); two without it. Anything
-// else is refused when the first backward runs, naming the variable.
-int bc_buffers_from_env() {
-  const char* v = std::getenv("HEDGELAB_SCAN_BC_BUFFERS");
-  if (!v || !*v) return 2;
-  if (std::strcmp(v, "1") == 0) return 1;
-  if (std::strcmp(v, "2") == 0) return 2;
-  TORCH_CHECK(false, "HEDGELAB_SCAN_BC_BUFFERS: expected 1 or 2, got \"", v, "\"");
-}
-
-std::atomic<int>& bc_buffers_setting() {
-  static std::atomic<int> buffers{bc_buffers_from_env()};
-  return buffers;
-}
-
 // The kernels' scratch, from LibTorch's caching allocator; the tensors live as long as the struct. The
 // backward can take the forward's kept states (and their vector part) instead of fresh scratch.
 struct Workspace {
@@ -234,7 +219,6 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     p.dn0 = dn0.data_ptr<float>();
     p.ws = ws.ptrs;
     p.state_pass = scan_state_pass();
-    p.bc_buffers = scan_bc_buffers();
     check(scan_backward(p, at::cuda::getCurrentCUDAStream().stream()), "backward");
 
     // The decay's share (see the top of this file).
@@ -317,14 +301,6 @@ void set_scan_state_pass(StatePass pass) {
 }
 StatePass scan_state_pass() {
   return static_cast<StatePass>(state_pass_setting().load());
-}
-
-void set_scan_bc_buffers(int buffers) {
-  TORCH_CHECK(buffers == 1 || buffers == 2, "set_scan_bc_buffers: expected 1 or 2, got ", buffers);
-  bc_buffers_setting().store(buffers);
-}
-int scan_bc_buffers() {
-  return bc_buffers_setting().load();
 }
 
 void register_kernels() {

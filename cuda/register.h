@@ -36,12 +36,6 @@ bool keep_scan_states();
 void set_scan_state_pass(StatePass pass);
 StatePass scan_state_pass();
 
-// How many shared operand buffers the backward's dB/dC pass uses (scan_params.h, ScanBwdParams::bc_buffers):
-// 2 (the default; one on a GPU whose shared memory a block cannot hold two) or 1. HEDGELAB_SCAN_BC_BUFFERS=1
-// or 2 in the environment sets the start value. Both give the same bits.
-void set_scan_bc_buffers(int buffers);
-int scan_bc_buffers();
-
 // The fused scan itself (an ops::ScanFn): x, Bm, Cm on one CUDA device; bf16 inputs run bf16 tensor-core
 // operands, any other floating dtype runs tf32 operands; fp32 accumulation and state either way. Outputs
 // have x's dtype; differentiable in every input through a LibTorch autograd Function.

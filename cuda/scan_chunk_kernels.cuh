@@ -216,12 +216,11 @@ struct ChunkBCArgs {
 //   dB_s = Δ_s E_s,   ddt_direct_s += B_s·E_s (this N tile's share).
 // One block per (N tile, chunk, b·h); the P axis is walked in tiles, accumulating dnum Sᵀ and x Rᵀ; Q comes
 // from the chunk's Gram matrix dnum·xᵀ, computed once for all N tiles. A P tile's four operand tiles (dnum,
-// x, S, R) are copied asynchronously (cp.async) into one of kBuf shared buffers: with two, the next tile's
-// copies are in flight while this one is multiplied; one is for GPUs whose shared memory a block cannot hold
-// two.
-template <typename Op, int kBuf>
-__global__ void __launch_bounds__(kThreads, kBuf == 2 ? 2 : 3) chunk_bc_kernel(ChunkBCArgs a) {
-  static_assert(kBuf == 1 || kBuf == 2, "one or two operand buffers");
+// x, S, R) are copied by cp.async straight into shared memory, without staging them in registers. (A second
+// buffer, the next tile's copies in flight during this one's products, was slower on an H100: two blocks a
+// multiprocessor instead of three; docs/results.md.)
+template <typename Op>
+__global__ void __launch_bounds__(kThreads, 3) chunk_bc_kernel(ChunkBCArgs a) {
   using M = Mma<Op>;
   constexpr int ld = M::kLd, kTileB = tile_bytes<Op>();
   extern __shared__ __align__(128) unsigned char sm[];
@@ -233,13 +232,13 @@ __global__ void __launch_bounds__(kThreads, kBuf == 2 ? 2 : 3) chunk_bc_kernel(C
   float* dd_s = dt_s + kL;
   float* nin = dd_s + kL;     // [64] n entering the chunk, the N tile
   float* rout = nin + kTile;  // [64] r leaving the chunk
-  // Buffer b: [dnum | x | S | R], each a 64-row tile of one P tile (dnum, x: L × 64; S, R: the N tile × 64).
-  unsigned char* bufs = reinterpret_cast<unsigned char*>(rout + kTile);
-  auto operand = [&](int b, int k) { return reinterpret_cast<Op*>(bufs + (4 * b + k) * kTileB); };
-  static_assert(2 * tile_bytes<Op>() >= kStageBytes, "the stage reuses S and R of buffer 0");
+  // [dnum | x | S | R], each a 64-row tile of one P tile (dnum, x: L × 64; S, R: the N tile × 64).
+  unsigned char* ops = reinterpret_cast<unsigned char*>(rout + kTile);
+  auto operand = [&](int k) { return reinterpret_cast<Op*>(ops + k * kTileB); };
+  static_assert(2 * tile_bytes<Op>() >= kStageBytes, "the stage reuses S and R");
   static_assert((2 * tile_bytes<Op>() + kL * kLdF * 4 + (3 * kL + 2 * kTile) * 4) % 16 == 0,
-                "the buffers start 16-byte aligned (cp.async)");
-  float* stage = reinterpret_cast<float*>(operand(0, 2));
+                "the operand tiles start 16-byte aligned (cp.async)");
+  float* stage = reinterpret_cast<float*>(operand(2));
 
   const int64_t T = a.T, N = a.N, P = a.P, nc = a.nc;
   const int64_t n0 = (int64_t)blockIdx.x * kTile, c = blockIdx.y, bh = blockIdx.z, t0 = c * kL;
@@ -249,14 +248,13 @@ __global__ void __launch_bounds__(kThreads, kBuf == 2 ? 2 : 3) chunk_bc_kernel(C
   const Op* St = static_cast<const Op*>(a.states) + (bh * nc + c) * N * P;
   const Op* Rt = static_cast<const Op*>(a.adj) + (bh * nc + c) * N * P;
   const bool vX = vec_ok(X, P), vD = vec_ok(D, P), vS = vec_ok(St, P), vR = vec_ok(Rt, P);
-  auto issue = [&](int64_t p0, int b) {
-    tile_async(operand(b, 0), D, T, P, t0, p0, vD);
-    tile_async(operand(b, 1), X, T, P, t0, p0, vX);
-    tile_async(operand(b, 2), St, N, P, n0, p0, vS);
-    tile_async(operand(b, 3), Rt, N, P, n0, p0, vR);
+  auto issue = [&](int64_t p0) {
+    tile_async(operand(0), D, T, P, t0, p0, vD);
+    tile_async(operand(1), X, T, P, t0, p0, vX);
+    tile_async(operand(2), St, N, P, n0, p0, vS);
+    tile_async(operand(3), Rt, N, P, n0, p0, vR);
     async_commit();
   };
-  if (kBuf == 2) issue(0, 0);
 
   if (tid < kL) {
     const int64_t t = t0 + tid;
@@ -277,23 +275,17 @@ __global__ void __launch_bounds__(kThreads, kBuf == 2 ? 2 : 3) chunk_bc_kernel(C
   FragAcc<Op> accC[4], accE[4];
   zero<Op>(accC);
   zero<Op>(accE);
-  int b = 0;
-  for (int64_t p0 = 0; p0 < P; p0 += kTile, b = kBuf == 2 ? b ^ 1 : 0) {
-    if (kBuf == 1) {
-      __syncthreads();  // every warp is done with the previous tile
-      issue(p0, 0);
-    }
+  for (int64_t p0 = 0; p0 < P; p0 += kTile) {
+    __syncthreads();  // every warp is done with the previous tile
+    issue(p0);
     async_wait_all();
-    // Tile b is in for every thread; with two buffers every warp is also done with the other one (the
-    // previous tile), which now takes the next tile's copies.
-    __syncthreads();
-    if (kBuf == 2 && p0 + kTile < P) issue(p0 + kTile, b ^ 1);
-    warp_mma<Op, wmma::row_major, wmma::col_major>(accC, operand(b, 0) + 16 * w * ld, ld, operand(b, 2), ld);
-    warp_mma<Op, wmma::row_major, wmma::col_major>(accE, operand(b, 1) + 16 * w * ld, ld, operand(b, 3), ld);
+    __syncthreads();  // this tile is in for every thread
+    warp_mma<Op, wmma::row_major, wmma::col_major>(accC, operand(0) + 16 * w * ld, ld, operand(2), ld);
+    warp_mma<Op, wmma::row_major, wmma::col_major>(accE, operand(1) + 16 * w * ld, ld, operand(3), ld);
   }
-  __syncthreads();  // every warp is done with the buffers (and Qf, loaded above, is visible to all)
-  Op* Mc = operand(0, 0);
-  Op* Me = operand(0, 1);
+  __syncthreads();  // every warp is done with the operand tiles (and Qf, loaded above, is visible to all)
+  Op* Mc = operand(0);
+  Op* Me = operand(1);
   {
     const int i = 16 * w + lane / 2, h = (lane % 2) * 32;
     for (int k = 0; k < 32; ++k) {

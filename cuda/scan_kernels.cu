@@ -35,9 +35,9 @@ template <typename Op>
 constexpr int gram_smem() {
   return 2 * tile_bytes<Op>();
 }
-template <typename Op, int kBuf>
+template <typename Op>
 constexpr int chunk_bc_smem() {
-  return (2 + 4 * kBuf) * tile_bytes<Op>() + kL * kLdF * 4 + (3 * kL + 2 * kTile) * 4;
+  return 6 * tile_bytes<Op>() + kL * kLdF * 4 + (3 * kL + 2 * kTile) * 4;
 }
 
 int64_t tiles(int64_t n) {
@@ -137,17 +137,10 @@ int launch_out(const ScanShape& s, const ChunkOutArgs& a, cudaStream_t stream) {
   return launch(chunk_out_kernel<Op, kDx>, grid, chunk_out_smem<Op>(), a, stream);
 }
 
-// Two operand buffers unless one is asked for or the GPU's shared memory a block cannot hold two.
 template <typename Op>
-int launch_bc(const ScanShape& s, const ChunkBCArgs& a, int buffers, cudaStream_t stream) {
+int launch_bc(const ScanShape& s, const ChunkBCArgs& a, cudaStream_t stream) {
   const dim3 grid((unsigned)tiles(s.N), (unsigned)chunks(s), (unsigned)(s.B * s.H));
-  if (buffers != 1) {
-    int limit = 0;
-    if (int e = smem_limit(limit)) return e;
-    if (chunk_bc_smem<Op, 2>() <= limit)
-      return launch(chunk_bc_kernel<Op, 2>, grid, chunk_bc_smem<Op, 2>(), a, stream);
-  }
-  return launch(chunk_bc_kernel<Op, 1>, grid, chunk_bc_smem<Op, 1>(), a, stream);
+  return launch(chunk_bc_kernel<Op>, grid, chunk_bc_smem<Op>(), a, stream);
 }
 
 // The forward state pass's arguments: S ← e^{ℓ_end} S + Bᵀ(w ∘ x) from S0, n0, the states entering each chunk
@@ -254,7 +247,7 @@ int backward(const ScanBwdParams& p, cudaStream_t stream) {
   bc.ddt_direct = p.ddt_direct;
   bc.gram = p.ws.gram;
   bc.T = s.T, bc.N = s.N, bc.P = s.P, bc.nc = nc;
-  return launch_bc<Op>(s, bc, p.bc_buffers, stream);
+  return launch_bc<Op>(s, bc, stream);
 }
 
 }  // namespace

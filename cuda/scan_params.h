@@ -108,9 +108,6 @@ struct ScanBwdParams {
   // them): the backward skips its recomputation of them.
   bool states_kept = false;
   StatePass state_pass = StatePass::kAuto;  // of the recomputed forward states and of the reverse pass
-  // Shared operand buffers of the dB/dC pass: 1, or anything else for two (the next tile's copies in flight)
-  // where the GPU's shared memory a block holds them, one where it does not.
-  int bc_buffers = 0;
 };
 
 // Launch on `stream` (a cudaStream_t); return 0 or a cudaError_t code, with the message in

@@ -123,20 +123,15 @@ class TestCudaScan : public QObject {
     for (at::Tensor* t : {&ref_in.x, &ref_in.Bm, &ref_in.Cm, &ref_in.dt, &ref_in.A, &ref_in.S0, &ref_in.n0})
       if (t->defined()) *t = t->to(ref_device);
     const Result ref = run(ref_in, at::kDouble, at::kDouble, grads, w, reference);
-    // Both forms of the state pass (scan_params.h), each against the reference; the sequential one with two
-    // operand buffers in the dB/dC pass, the parallel one with one (bc_buffers_give_the_same_bits pairs them).
+    // Both forms of the state pass (scan_params.h), each against the reference.
     using hedgelab::cuda::StatePass;
     const StatePass start = hedgelab::cuda::scan_state_pass();
-    const int start_buffers = hedgelab::cuda::scan_bc_buffers();
     for (const StatePass pass : {StatePass::kSequential, StatePass::kParallel}) {
-      const bool sequential = pass == StatePass::kSequential;
       hedgelab::cuda::set_scan_state_pass(pass);
-      hedgelab::cuda::set_scan_bc_buffers(sequential ? 2 : 1);
       const Result got = run(in, dtype, at::kFloat, grads, w, &hedgelab::cuda::fused_hedge_mamba_scan);
       hedgelab::cuda::set_scan_state_pass(start);
-      hedgelab::cuda::set_scan_bc_buffers(start_buffers);
       check_against(got, ref, in, w, B, H, T, N, P, dtype, initial, grads,
-                    sequential ? " sequential, two bc buffers" : " parallel, one bc buffer");
+                    pass == StatePass::kSequential ? " sequential" : " parallel");
       if (QTest::currentTestFailed()) return;
     }
 #endif
@@ -251,40 +246,6 @@ class TestCudaScan : public QObject {
           }
         }
       }
-#endif
-  }
-
-  // The dB/dC pass with one and with two operand buffers makes the same products in the same order: dx, dB
-  // and dC are the same bits; dΔ and dA within float32 rounding (atomics over tiles, in any order). Shapes
-  // with partial N and P tiles and more than two P tiles (the buffers alternate).
-  void bc_buffers_give_the_same_bits() {
-#ifdef HEDGELAB_HAS_CUDA_KERNELS
-    const int start = hedgelab::cuda::scan_bc_buffers();
-    QCOMPARE(start, 2);
-    QVERIFY_THROWS_EXCEPTION(c10::Error, hedgelab::cuda::set_scan_bc_buffers(3));
-    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
-      at::manual_seed(12);
-      const int64_t B = 2, H = 2, T = 200, N = 100, P = 200;
-      const Inputs in = make_inputs(B, H, T, N, P, dtype, true, 0.5, at::Device(at::kCUDA));
-      const std::vector<at::Tensor> w = {at::randn({B, H, T, P}, kF64), at::randn({B, H, T}, kF64),
-                                         at::randn({B, H, N, P}, kF64) * 0.1, at::randn({B, H, N}, kF64) * 0.1};
-      hedgelab::cuda::set_scan_bc_buffers(1);
-      const Result one = run(in, dtype, at::kFloat, true, w, &hedgelab::cuda::fused_hedge_mamba_scan);
-      hedgelab::cuda::set_scan_bc_buffers(2);
-      const Result two = run(in, dtype, at::kFloat, true, w, &hedgelab::cuda::fused_hedge_mamba_scan);
-      hedgelab::cuda::set_scan_bc_buffers(start);
-      QCOMPARE(one.grads.size(), two.grads.size());
-      for (size_t i = 0; i < one.grads.size(); ++i) {
-        if (!one.grads[i].defined()) continue;
-        if (i == 3 || i == 4) {
-          const double e = relative_error(one.grads[i], two.grads[i]);
-          qInfo("%s grad %zu one vs two buffers rel diff %.2e", dtype == at::kFloat ? "f32" : "bf16", i, e);
-          QVERIFY2(e < 1e-5, std::to_string(e).c_str());
-        } else {
-          QVERIFY2(at::equal(one.grads[i], two.grads[i]), ("gradient " + std::to_string(i)).c_str());
-        }
-      }
-    }
 #endif
   }
 

@@ -224,8 +224,8 @@ __global__ void __launch_bounds__(kThreads, 3) chunk_bc_kernel(ChunkBCArgs a) {
   using M = Mma<Op>;
   constexpr int ld = M::kLd, kTileB = tile_bytes<Op>();
   extern __shared__ __align__(128) unsigned char sm[];
-  Op* Bs = reinterpret_cast<Op*>(sm);           // [L × 64] B, the N tile
-  Op* Cs = reinterpret_cast<Op*>(sm + kTileB);  // [L × 64] C, the N tile
+  Op* Bs = reinterpret_cast<Op*>(sm);                     // [L × 64] B, the N tile
+  Op* Cs = reinterpret_cast<Op*>(sm + kTileB);            // [L × 64] C, the N tile
   float* Qf = reinterpret_cast<float*>(sm + 2 * kTileB);  // [L × kLdF] dnum·xᵀ
   float* ell_s = Qf + kL * kLdF;
   float* dt_s = ell_s + kL;

@@ -86,29 +86,25 @@ __global__ void __launch_bounds__(kScanStepThreads) scan_step_kernel(ScanStepPar
   }
 }
 
+// Shared memory past the 48 KB default (N above about 6000) needs the kernel's opt-in first.
+template <typename T>
+int launch(const ScanStepParams& p, size_t smem, cudaStream_t stream) {
+  if (smem > 48 * 1024) {
+    const cudaError_t e =
+        cudaFuncSetAttribute(scan_step_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return (int)e;
+  }
+  scan_step_kernel<T><<<dim3((unsigned)(p.B * p.H)), kScanStepThreads, smem, stream>>>(p);
+  return (int)cudaGetLastError();
+}
+
 }  // namespace
 
 int scan_step(const ScanStepParams& p, void* stream) {
   if (p.B == 0 || p.H == 0) return 0;
   const auto st = static_cast<cudaStream_t>(stream);
   const size_t smem = (2 * p.N + kGroups * kLanes + kScanStepThreads / 32) * sizeof(float);
-  const dim3 grid((unsigned)(p.B * p.H));
-  if (p.dtype == ScanDtype::kBFloat16) {
-    if (smem > 48 * 1024) {
-      const cudaError_t e = cudaFuncSetAttribute(scan_step_kernel<__nv_bfloat16>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-      if (e != cudaSuccess) return (int)e;
-    }
-    scan_step_kernel<__nv_bfloat16><<<grid, kScanStepThreads, smem, st>>>(p);
-  } else {
-    if (smem > 48 * 1024) {
-      const cudaError_t e = cudaFuncSetAttribute(scan_step_kernel<float>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-      if (e != cudaSuccess) return (int)e;
-    }
-    scan_step_kernel<float><<<grid, kScanStepThreads, smem, st>>>(p);
-  }
-  return (int)cudaGetLastError();
+  return p.dtype == ScanDtype::kBFloat16 ? launch<__nv_bfloat16>(p, smem, st) : launch<float>(p, smem, st);
 }
 
 }  // namespace hedgelab::cuda

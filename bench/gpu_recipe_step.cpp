@@ -9,16 +9,28 @@
 // Usage: bench_gpu_recipe_step [--models 160m,410m,1b] [--stages 1,2] [--checkpointing off,on]
 //        [--batch 4] [--context 2048] [--steps 6] [--warmup 2] [--dtype bfloat16] [--peak-tflops 989]
 //        [--teacher-reps 5] (0 skips the teacher's forward, e.g. under a profiler: its fields then read 0)
+//        [--trace DIR] (LibTorch ≥ 2 with Kineto: one more step after the timed ones under the profiler, CPU
+//        ops and CUDA kernels, saved as DIR/<model>-stage<S>-ckpt<on|off>.json for
+//        bench/gpu_trace_summary.py; the timed steps are not profiled)
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
+#include <torch/version.h>
+
+#if TORCH_VERSION_MAJOR >= 2 && __has_include(<torch/csrc/autograd/profiler_kineto.h>)
+#include <torch/csrc/autograd/profiler_kineto.h>
+#define HEDGELAB_BENCH_TRACE 1
+#else
+#define HEDGELAB_BENCH_TRACE 0
+#endif
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +65,26 @@ std::filesystem::path random_corpus(int64_t n, int64_t vocab) {
   return path;
 }
 
+// One more step of `run` (already at `done` steps) under the Kineto profiler, saved to `path`; false where
+// this LibTorch has no Kineto API.
+bool traced_step(run::DistillRun& run, int64_t done, const std::string& path) {
+#if HEDGELAB_BENCH_TRACE
+  namespace prof = torch::autograd::profiler;
+  using torch::profiler::impl::ActivityType;
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
+  const std::set<ActivityType> activities = {ActivityType::CPU, ActivityType::CUDA};
+  prof::prepareProfiler(config, activities);
+  prof::enableProfiler(config, activities);
+  run.run(done + 1);
+  torch::cuda::synchronize();
+  prof::disableProfiler()->save(path);
+  return true;
+#else
+  (void)run, (void)done, (void)path;
+  return false;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,7 +92,7 @@ int main(int argc, char** argv) {
                            checkpointing = {"off", "on"};
   int64_t B = 4, T = 2048;
   int steps = 6, warmup = 2, teacher_reps = 5;
-  std::string dtype = "bfloat16";
+  std::string dtype = "bfloat16", trace_dir;
   double peak = 989.0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -84,6 +116,8 @@ int main(int argc, char** argv) {
       peak = std::stod(v);
     else if (a == "--teacher-reps")
       teacher_reps = std::stoi(v);
+    else if (a == "--trace")
+      trace_dir = v;
   }
   if (!torch::cuda::is_available()) {
     std::fprintf(stderr, "no CUDA device\n");
@@ -135,6 +169,13 @@ int main(int argc, char** argv) {
                                       times.seconds.end());
             std::sort(timed.begin(), timed.end());
             step_s = timed.empty() ? 0.0 : timed[timed.size() / 2];
+            if (!trace_dir.empty()) {
+              std::filesystem::create_directories(trace_dir);
+              const std::string path =
+                  trace_dir + "/" + name + "-stage" + stage + "-ckpt" + (recompute ? "on" : "off") + ".json";
+              if (!traced_step(run, warmup + steps, path))
+                std::fprintf(stderr, "--trace: this LibTorch has no Kineto profiler API; no trace\n");
+            }
           }
           peak_gib = bench::peak_allocated_gib();
           if (run.student()) student_params = bench::count_params(*run.student());

@@ -20,6 +20,7 @@
 #include <mutex>
 
 #include "core/common/env.h"
+#include "core/common/error.h"
 #include "cuda/register.h"
 #include "cuda/scan_params.h"
 
@@ -73,15 +74,8 @@ std::atomic<bool>& keep_states_flag() {
 // form measured 0.66 ms against 1.09 ms for the parallel pair on an H100 (docs/results.md, 2026-12-07).
 constexpr StatePass kDefaultStatePass = StatePass::kAuto;
 
-// HEDGELAB_SCAN_STATE_PASS: "sequential", "parallel" or "auto" (scan_params.h says how auto picks). Anything
-// else is refused when the first scan runs, naming the variable.
 StatePass state_pass_from_env() {
-  const char* v = std::getenv("HEDGELAB_SCAN_STATE_PASS");
-  if (!v || !*v) return kDefaultStatePass;
-  if (std::strcmp(v, "auto") == 0) return StatePass::kAuto;
-  if (std::strcmp(v, "sequential") == 0) return StatePass::kSequential;
-  if (std::strcmp(v, "parallel") == 0) return StatePass::kParallel;
-  TORCH_CHECK(false, "HEDGELAB_SCAN_STATE_PASS: expected sequential, parallel or auto, got \"", v, "\"");
+  return parse_scan_state_pass(std::getenv("HEDGELAB_SCAN_STATE_PASS"));
 }
 
 std::atomic<int>& state_pass_setting() {
@@ -294,6 +288,15 @@ void set_keep_scan_states(bool keep) {
 }
 bool keep_scan_states() {
   return keep_states_flag().load();
+}
+
+StatePass parse_scan_state_pass(const char* value) {
+  if (!value || !*value) return kDefaultStatePass;
+  if (std::strcmp(value, "auto") == 0) return StatePass::kAuto;
+  if (std::strcmp(value, "sequential") == 0) return StatePass::kSequential;
+  if (std::strcmp(value, "parallel") == 0) return StatePass::kParallel;
+  throw Error("HEDGELAB_SCAN_STATE_PASS",
+              std::string("expected sequential, parallel or auto, got \"") + value + "\"");
 }
 
 void set_scan_state_pass(StatePass pass) {

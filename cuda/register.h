@@ -35,6 +35,9 @@ bool keep_scan_states();
 // The results agree within rounding (the parallel form rounds every chunk's share to the operand type).
 void set_scan_state_pass(StatePass pass);
 StatePass scan_state_pass();
+// The variable's value as read at the first scan: null or empty gives the default (auto); anything but the
+// three names throws hedgelab::Error, one line naming HEDGELAB_SCAN_STATE_PASS and the value.
+StatePass parse_scan_state_pass(const char* value);
 
 // The fused scan itself (an ops::ScanFn): x, Bm, Cm on one CUDA device; bf16 inputs run bf16 tensor-core
 // operands, any other floating dtype runs tf32 operands; fp32 accumulation and state either way. Outputs

@@ -10,7 +10,8 @@
 #   cd .gpu-tree && bash scripts/gpu-all.sh
 # Knobs: HEDGELAB_GPU_PEERS (default ../.peers), HEDGELAB_GPU_STEPS ("build tests bench profile models recipe
 # generate peers"; a subset skips the rest; "stepprofile" adds scripts/gpu-profile-step.sh, per-kernel
-# times of one recipe step),
+# times of one recipe step; "trace" adds one recipe step under the Kineto profiler, summarised by the op that
+# launched each kernel by bench/gpu_trace_summary.py, HEDGELAB_TRACE_ARGS choosing the configurations),
 # HEDGELAB_BENCH_ARGS (extra bench_scan_cuda arguments), HEDGELAB_PEER_ARGS (extra peer driver arguments,
 # e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's),
 # HEDGELAB_RECIPE_VARIANTS (its reruns with fast paths switched off, ";"-separated, "" for none),
@@ -114,6 +115,21 @@ if has stepprofile; then  # not in the default steps: where one recipe step's GP
   t0=$(date +%s)
   bash "$ROOT/scripts/gpu-profile-step.sh" 2>>"$log"
   echo "stepprofile rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+fi
+
+if has trace; then  # not in the default steps: one recipe step under LibTorch's Kineto profiler, by op
+  t0=$(date +%s)
+  rm -rf /tmp/hedgelab-traces
+  tmo "$BUILD/bench/bench_gpu_recipe_step" --steps 2 --warmup 1 --teacher-reps 0 --trace /tmp/hedgelab-traces \
+    ${HEDGELAB_TRACE_ARGS:---models 1b --stages 1,2 --checkpointing off} >"$OUT/trace-steps.jsonl" 2>>"$log"
+  echo "trace rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+  for t in /tmp/hedgelab-traces/*.json; do
+    [ -e "$t" ] || continue
+    python3 "$ROOT/bench/gpu_trace_summary.py" "$t" --top "${HEDGELAB_TRACE_TOP:-45}" \
+      >"$OUT/trace-$(basename "$t" .json).txt" 2>&1
+    gzip -c "$t" >"$OUT/trace-$(basename "$t").gz"
+    head -n 60 "$OUT/trace-$(basename "$t" .json).txt"
+  done
 fi
 
 if has generate; then

@@ -16,6 +16,7 @@
 #endif
 
 #include "core/distill/stages.h"
+#include "core/ops/autocast.h"
 #include "core/run/distill_run.h"
 #include "tests/distill_fixture.h"
 #include "tests/tensor_test_util.h"
@@ -124,6 +125,40 @@ class TestCudaRun : public QObject {
       QVERIFY(p.is_cuda());
       QCOMPARE(p.scalar_type(), at::kFloat);
     }
+  }
+
+  // The frozen teacher's bf16 weight copies (ops::FrozenCastCache): under autocast the logits are the same
+  // bits with the cache on and off; the copies are made once (the qkv, dense and MLP weights and biases of
+  // every layer and the lm_head) and made again after a weight changes in place.
+  void frozen_teacher_casts_match_autocast() {
+    Fixture f;
+    models::GptNeoXForCausalLM teacher = f.teacher;
+    teacher->to(at::Device(at::kCUDA, 0));
+    distill::set_all_trainable(*teacher, false);
+    const at::Tensor ids =
+        at::randint(0, teacher->config().vocab_size, {2, 24}, at::TensorOptions().dtype(at::kLong)).cuda();
+    at::NoGradGuard no_grad;
+    ops::AutocastSetting on;
+    on.enabled = true;
+    on.dtype = at::kBFloat16;
+    const ops::AutocastScope scope(on);
+    ops::set_frozen_cast_cache_enabled(false);
+    const at::Tensor plain = teacher->forward(ids).logits;  // [B, T, V]
+    QCOMPARE(teacher->frozen_casts().size(), int64_t(0));
+    ops::set_frozen_cast_cache_enabled(true);
+    const at::Tensor cached = teacher->forward(ids).logits;
+    const int64_t L = teacher->config().num_layers;
+    QCOMPARE(teacher->frozen_casts().size(), 8 * L + 1);
+    QVERIFY(at::equal(plain, cached));
+    QVERIFY(at::equal(cached, teacher->forward(ids).logits));
+    QCOMPARE(teacher->frozen_casts().size(), 8 * L + 1);
+    teacher->gpt_neox->layer(0)->mlp->dense_h_to_4h->weight.mul_(0.5);
+    const at::Tensor changed = teacher->forward(ids).logits;
+    QVERIFY(!at::equal(changed, cached));
+    ops::set_frozen_cast_cache_enabled(false);
+    QVERIFY(at::equal(changed, teacher->forward(ids).logits));
+    ops::set_frozen_cast_cache_enabled(true);
+    QCOMPARE(teacher->frozen_casts().size(), 8 * L + 1);
   }
 
   void out_of_memory_pauses_and_the_run_continues_with_smaller_micro_batches() {

@@ -20,6 +20,7 @@
 #include "core/ops/hedge_mamba_scan_ref.h"
 #include "core/ops/linear_attention.h"
 #include "tests/tensor_test_util.h"
+#include "tests/test_util.h"
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
 #include "cuda/register.h"
 #endif
@@ -210,6 +211,22 @@ class TestCudaScan : public QObject {
     QVERIFY(at::equal(fused.num, direct.num));
     QVERIFY(!at::equal(fused.num, ref.num));
     QVERIFY(relative_error(fused.num, ref.num) < 3e-3);
+#endif
+  }
+
+  // HEDGELAB_SCAN_STATE_PASS's values: the three names, the default without one, and a one-line error naming
+  // the variable and the value otherwise.
+  void state_pass_values_and_the_bad_one() {
+#ifdef HEDGELAB_HAS_CUDA_KERNELS
+    using hedgelab::cuda::parse_scan_state_pass;
+    using hedgelab::cuda::StatePass;
+    QVERIFY(parse_scan_state_pass("sequential") == StatePass::kSequential);
+    QVERIFY(parse_scan_state_pass("parallel") == StatePass::kParallel);
+    QVERIFY(parse_scan_state_pass("auto") == StatePass::kAuto);
+    QVERIFY(parse_scan_state_pass(nullptr) == StatePass::kAuto);
+    QVERIFY(parse_scan_state_pass("") == StatePass::kAuto);
+    HL_EXPECT_ERROR(parse_scan_state_pass("serial"), "HEDGELAB_SCAN_STATE_PASS", "\"serial\"", "sequential");
+    HL_EXPECT_ERROR(parse_scan_state_pass("Auto"), "HEDGELAB_SCAN_STATE_PASS", "\"Auto\"");
 #endif
   }
 

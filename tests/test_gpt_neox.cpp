@@ -11,6 +11,7 @@
 #include "core/io/safetensors_torch.h"
 #include "core/io/tokenizer.h"
 #include "core/models/gpt_neox.h"
+#include "core/ops/autocast.h"
 #include "core/ops/rotary.h"
 #include "tests/tensor_test_util.h"
 #include "tests/test_util.h"
@@ -156,6 +157,45 @@ class TestGptNeoX : public QObject {
         count += p.numel();
       QCOMPARE(model->config().parameter_count(), count);
     }
+  }
+
+  // ops::FrozenCastCache's bookkeeping (on the CPU; the CUDA autocast path is test_cuda_run's): one copy per
+  // weight and dtype, equal to the cast, handed out again until the weight changes in place, moves to other
+  // storage or changes shape; outside CUDA autocast operand() is the weight itself; a copied cache is empty.
+  void frozen_cast_cache_recasts_when_the_weight_changes() {
+    ops::FrozenCastCache cache;
+    at::Tensor w = at::randn({6, 5});  // [out, in]
+    const at::Tensor a = cache.cast(w, at::kBFloat16);
+    QVERIFY(at::equal(a, w.to(at::kBFloat16)));
+    QVERIFY(cache.cast(w, at::kBFloat16).is_same(a));
+    QVERIFY(cache.cast(w, at::kFloat).is_same(w));
+    QCOMPARE(cache.size(), int64_t(1));
+    const at::Tensor h = cache.cast(w, at::kHalf);
+    QCOMPARE(cache.size(), int64_t(2));
+    QVERIFY(cache.cast(w, at::kHalf).is_same(h));
+    {
+      at::NoGradGuard no_grad;
+      w.add_(1.0);  // in place: the version moves
+    }
+    const at::Tensor b = cache.cast(w, at::kBFloat16);
+    QVERIFY(!b.is_same(a));
+    QVERIFY(at::equal(b, w.to(at::kBFloat16)));
+    QCOMPARE(cache.size(), int64_t(2));
+    w.set_data(at::randn({6, 5}));  // other storage, as Module::to does
+    const at::Tensor c = cache.cast(w, at::kBFloat16);
+    QVERIFY(!c.is_same(b));
+    QVERIFY(at::equal(c, w.to(at::kBFloat16)));
+    w.set_data(at::randn({3, 10}));  // another shape
+    QVERIFY(at::equal(cache.cast(w, at::kBFloat16), w.to(at::kBFloat16)));
+    const at::Tensor v = at::randn({4});
+    QVERIFY(at::equal(cache.cast(v, at::kBFloat16), v.to(at::kBFloat16)));
+    QCOMPARE(cache.size(), int64_t(3));
+    QVERIFY(cache.operand(w).is_same(w));  // CPU: no CUDA autocast
+    QVERIFY(!cache.operand(at::Tensor()).defined());
+    const ops::FrozenCastCache copy = cache;
+    QCOMPARE(copy.size(), int64_t(0));
+    cache.clear();
+    QCOMPARE(cache.size(), int64_t(0));
   }
 
   // The rotary table: base^(−2j/r) (against float64), made once per (r, base, device) and then shared.

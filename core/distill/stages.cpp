@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/record_function.h>
 #include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 
@@ -146,6 +147,7 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
     const ops::AutocastScope scope(autocast);
     models::TeacherOutput t;
     {
+      RECORD_USER_SCOPE("hedgelab::teacher_forward");  // names for a profiler (no cost without one)
       at::NoGradGuard no_grad;
       models::TeacherCaptureOptions capture;
       capture.attention_io = true;
@@ -155,6 +157,7 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
       t = teacher->forward(ids, capture);
     }
     if (reuse_qkv) t.attn_input.clear();  // not needed: frees L × [B, T, d]
+    RECORD_USER_SCOPE("hedgelab::student_forward");
     LossParts parts;
     for (int64_t l = 0; l < L; ++l) {
       at::Tensor weights;
@@ -238,10 +241,12 @@ StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
     models::TeacherOutput t;
     at::Tensor kd_logits;
     {
+      RECORD_USER_SCOPE("hedgelab::teacher_forward");  // names for a profiler (no cost without one)
       at::NoGradGuard no_grad;
       t = teacher->forward(ids, {align, false});
       kd_logits = kd_model ? (*kd_model)->forward(ids) : t.logits;  // [B, T, V]
     }
+    RECORD_USER_SCOPE("hedgelab::student_forward");
     at::Tensor logits = model.logits(ids);  // [B, T, V]
     LossParts parts;
     const ops::LogitLosses ll = ops::logit_losses(logits, kd_logits, targets, w.kd_temperature);

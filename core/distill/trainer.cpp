@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -376,7 +377,11 @@ Trainer::StepOutcome Trainer::do_step() {
       total = total.defined() ? total + term : term;
     }
     if (!total.defined()) throw Error(step_name, "every loss part has weight 0");
-    if (total.requires_grad()) (total / static_cast<double>(A)).backward();
+    if (total.requires_grad()) {
+      RECORD_USER_SCOPE(
+          "hedgelab::backward");  // a profiler's name for the step's parts (no cost without one)
+      (total / static_cast<double>(A)).backward();
+    }
     total_sum += total_value;
     tokens += lp.tokens;
   }
@@ -393,6 +398,7 @@ Trainer::StepOutcome Trainer::do_step() {
   }
   double grad_norm = 0.0;
   if (!with_grad.empty()) {
+    RECORD_USER_SCOPE("hedgelab::grad_norm");
     // Every gradient float32, or every one float64, on one device: one multi-tensor norm.
     const at::Tensor& first = grads_now.front();
     const bool one_wide_dtype =
@@ -427,6 +433,7 @@ Trainer::StepOutcome Trainer::do_step() {
       at::_foreach_mul_(grads_now, coef);  // in place: one multi-tensor launch per chunk on CUDA
   }
   // AdamW (adamw.h: the fused multi-tensor kernel on CUDA where LibTorch has it, the reference otherwise).
+  RECORD_USER_SCOPE("hedgelab::adamw");
   std::vector<AdamWSlot> slots;
   slots.reserve(with_grad.size());
   for (size_t i : with_grad) {

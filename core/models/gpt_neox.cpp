@@ -255,9 +255,12 @@ at::Tensor GptNeoXForCausalLMImpl::lm_head_weight() const {
 
 namespace {
 
-// Functional forms of the modules, usable from const methods and identical to their forward().
-at::Tensor apply_linear(const torch::nn::Linear& l, const at::Tensor& x) {
-  return at::linear(x, l->weight, l->bias.defined() ? l->bias : at::Tensor());
+// Functional forms of the modules, usable from const methods and identical to their forward(); with `casts`,
+// frozen weights come from the model's autocast copies (the same values autocast would cast to).
+at::Tensor apply_linear(const torch::nn::Linear& l, const at::Tensor& x, ops::FrozenCastCache* casts) {
+  const at::Tensor bias = l->bias.defined() ? l->bias : at::Tensor();
+  if (!casts) return at::linear(x, l->weight, bias);
+  return at::linear(x, casts->operand(l->weight), casts->operand(bias));
 }
 
 }  // namespace
@@ -271,10 +274,11 @@ RotatedQkv GptNeoXForCausalLMImpl::attention_qkv(int64_t layer, const at::Tensor
                                                  int64_t position_offset) const {
   const auto& attn = *gpt_neox->layer(layer)->attention;
   const int64_t B = x.size(0), T = x.size(1), H = config_.num_heads, P = config_.head_size();
-  at::Tensor qkv = apply_linear(attn.query_key_value, x).view({B, T, H, 3 * P});  // [B, T, H, 3P]
-  at::Tensor q = qkv.narrow(-1, 0, P).permute({0, 2, 1, 3});                      // [B, H, T, P]
-  at::Tensor k = qkv.narrow(-1, P, P).permute({0, 2, 1, 3});                      // [B, H, T, P]
-  at::Tensor v = qkv.narrow(-1, 2 * P, P).permute({0, 2, 1, 3});                  // [B, H, T, P]
+  at::Tensor qkv =
+      apply_linear(attn.query_key_value, x, &frozen_casts_).view({B, T, H, 3 * P});  // [B, T, H, 3P]
+  at::Tensor q = qkv.narrow(-1, 0, P).permute({0, 2, 1, 3});                         // [B, H, T, P]
+  at::Tensor k = qkv.narrow(-1, P, P).permute({0, 2, 1, 3});                         // [B, H, T, P]
+  at::Tensor v = qkv.narrow(-1, 2 * P, P).permute({0, 2, 1, 3});                     // [B, H, T, P]
   const int64_t r = config_.rotary_dims();
   q = apply_rotary(q, r, config_.rotary_base, config_.rope_linear_factor, position_offset);
   k = apply_rotary(k, r, config_.rotary_base, config_.rope_linear_factor, position_offset);
@@ -283,8 +287,8 @@ RotatedQkv GptNeoXForCausalLMImpl::attention_qkv(int64_t layer, const at::Tensor
 
 at::Tensor GptNeoXForCausalLMImpl::attention_merge_and_project(int64_t layer, const at::Tensor& heads) const {
   const int64_t B = heads.size(0), T = heads.size(2);
-  at::Tensor merged = heads.permute({0, 2, 1, 3}).reshape({B, T, config_.hidden_size});  // [B, T, d]
-  return apply_linear(gpt_neox->layer(layer)->attention->dense, merged);                 // [B, T, d]
+  at::Tensor merged = heads.permute({0, 2, 1, 3}).reshape({B, T, config_.hidden_size});   // [B, T, d]
+  return apply_linear(gpt_neox->layer(layer)->attention->dense, merged, &frozen_casts_);  // [B, T, d]
 }
 
 namespace detail {
@@ -293,8 +297,9 @@ at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& 
   return at::layer_norm(x, norm->options.normalized_shape(), norm->weight, norm->bias, norm->options.eps());
 }
 
-at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x) {
-  at::Tensor h = apply_linear(mlp.dense_h_to_4h, x);  // [B, T, F]
+at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x,
+                     ops::FrozenCastCache* casts) {
+  at::Tensor h = apply_linear(mlp.dense_h_to_4h, x, casts);  // [B, T, F]
   switch (config.activation) {
     case Activation::kGeluExact:
       h = at::gelu(h);
@@ -309,16 +314,17 @@ at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, con
       h = at::silu(h);
       break;
   }
-  return apply_linear(mlp.dense_4h_to_h, h);  // [B, T, d]
+  return apply_linear(mlp.dense_4h_to_h, h, casts);  // [B, T, d]
 }
 
 at::Tensor add_block_residuals(const GptNeoXConfig& config,
                                const torch::nn::LayerNorm& post_attention_layernorm,
-                               const GptNeoXMlpImpl& mlp, const at::Tensor& h, const at::Tensor& a_out) {
+                               const GptNeoXMlpImpl& mlp, const at::Tensor& h, const at::Tensor& a_out,
+                               ops::FrozenCastCache* casts) {
   if (config.use_parallel_residual)
-    return h + a_out + apply_mlp(config, mlp, apply_layer_norm(post_attention_layernorm, h));
+    return h + a_out + apply_mlp(config, mlp, apply_layer_norm(post_attention_layernorm, h), casts);
   const at::Tensor mid = h + a_out;
-  return mid + apply_mlp(config, mlp, apply_layer_norm(post_attention_layernorm, mid));
+  return mid + apply_mlp(config, mlp, apply_layer_norm(post_attention_layernorm, mid), casts);
 }
 
 }  // namespace detail
@@ -384,12 +390,13 @@ TeacherOutput GptNeoXForCausalLMImpl::forward(const at::Tensor& ids, const Teach
     }
     if (capture.attention_probs) out.attn_probs.push_back(probs);
     if (!capture.logits && i == L - 1) break;  // the last block's MLP only feeds the logits
-    h = detail::add_block_residuals(config_, layer.post_attention_layernorm, *layer.mlp, h, a_out);
+    h = detail::add_block_residuals(config_, layer.post_attention_layernorm, *layer.mlp, h, a_out,
+                                    &frozen_casts_);
   }
   if (cache) cache->length += ids.size(1);
   if (!capture.logits) return out;
   h = detail::apply_layer_norm(gpt_neox->final_layer_norm, h);
-  out.logits = at::linear(h, lm_head_weight());  // [B, T, V]
+  out.logits = at::linear(h, frozen_casts_.operand(lm_head_weight()));  // [B, T, V]
   return out;
 }
 

@@ -18,6 +18,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/ops/autocast.h"
+
 namespace hedgelab::io {
 class CheckpointFolder;
 class Tokenizer;
@@ -135,23 +137,31 @@ class GptNeoXForCausalLMImpl : public torch::nn::Module {
                                          const at::Tensor& heads) const;  // [B,H,T,P] → [B,T,d]
   at::Tensor lm_head_weight() const;                                      // [V, d]
 
+  // The frozen matmul weights' copies in the autocast dtype (the teacher's, stage 1's frozen blocks), made at
+  // the first forward under CUDA autocast and kept while the weights are unchanged.
+  ops::FrozenCastCache& frozen_casts() const { return frozen_casts_; }
+
   GptNeoXBody gpt_neox{nullptr};
   torch::nn::Linear embed_out{nullptr};  // [V, d]; absent (embed_in reused) when tie_word_embeddings
 
  private:
   GptNeoXConfig config_;
+  mutable ops::FrozenCastCache frozen_casts_;
 };
 TORCH_MODULE(GptNeoXForCausalLM);
 
 // The functional blocks every model on the GPT-NeoX skeleton shares (teacher, stage 1, student).
 namespace detail {
-at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& x);                 // [B,T,d]
-at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x);  // [B,T,d]
+at::Tensor apply_layer_norm(const torch::nn::LayerNorm& norm, const at::Tensor& x);  // [B,T,d]
+// `casts`, when given, supplies the frozen weights' autocast copies (ops::FrozenCastCache).
+at::Tensor apply_mlp(const GptNeoXConfig& config, const GptNeoXMlpImpl& mlp, const at::Tensor& x,
+                     ops::FrozenCastCache* casts = nullptr);  // [B,T,d]
 // The residual update of one block given its attention/mixer output `a_out` (§2): parallel
 // h + a_out + mlp(ln2(h)), or sequential h' = h + a_out, h' + mlp(ln2(h')). h, a_out [B,T,d] or [B,d].
 at::Tensor add_block_residuals(const GptNeoXConfig& config,
                                const torch::nn::LayerNorm& post_attention_layernorm,
-                               const GptNeoXMlpImpl& mlp, const at::Tensor& h, const at::Tensor& a_out);
+                               const GptNeoXMlpImpl& mlp, const at::Tensor& h, const at::Tensor& a_out,
+                               ops::FrozenCastCache* casts = nullptr);
 }  // namespace detail
 
 // Rotary embedding of docs/method.md §2 on the first r channels; x [B, H, T, P], positions offset.. offset+T.

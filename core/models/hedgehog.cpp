@@ -144,10 +144,11 @@ HedgehogOutput HedgehogLMImpl::forward_with(const at::Tensor& ids, const Hedgeho
       out.attn_output.push_back(a_out);
     }
     if (capture.attention_weights) out.attn_weights.push_back(weights);
-    h = detail::add_block_residuals(c, layer.post_attention_layernorm, *layer.mlp, h, a_out);
+    h = detail::add_block_residuals(c, layer.post_attention_layernorm, *layer.mlp, h, a_out,
+                                    &base_->frozen_casts());
   }
-  h = detail::apply_layer_norm(body.final_layer_norm, h);  // [B, T, d]
-  out.logits = at::linear(h, base_->lm_head_weight());     // [B, T, V]
+  h = detail::apply_layer_norm(body.final_layer_norm, h);                              // [B, T, d]
+  out.logits = at::linear(h, base_->frozen_casts().operand(base_->lm_head_weight()));  // [B, T, V]
   return out;
 }
 

@@ -7,6 +7,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/ScalarType.h>
 
+#include <memory>
+
 namespace hedgelab::ops {
 
 struct AutocastSetting {
@@ -23,6 +25,42 @@ AutocastSetting cuda_autocast_setting();
 // plus four additions over [B,T,d] backward for the mixer's input); cast here, the matmuls share one copy and
 // the gradients are summed in the autocast dtype, as a model held in bf16 sums them.
 at::Tensor matmul_operand(const at::Tensor& t);
+
+// Frozen weights' copies in the autocast dtype, one per weight, made at first use and kept while the weight
+// is unchanged. Autocast's own cache keeps only leaves that require grad (the trained weights, for one step),
+// so a frozen teacher's weights are cast again at every forward: at pythia-1b that is 1.6 GB written and 3.2
+// GB read a step. A model holds one of these for its matmul weights and biases; the products are the same
+// bits as autocast's (the same rounding of the same float32 values), at the cost of the bf16 copies' memory.
+// Copying the owner starts an empty cache. Thread-safe.
+class FrozenCastCache {
+ public:
+  FrozenCastCache();
+  FrozenCastCache(const FrozenCastCache&);
+  FrozenCastCache& operator=(const FrozenCastCache&);
+  ~FrozenCastCache();
+
+  // `w` as a matmul takes it under the calling thread's CUDA autocast: its cached copy in the autocast dtype
+  // when autocast is on, the cache is switched on (frozen_cast_cache_enabled) and `w` is a float32 CUDA
+  // tensor that requires no grad; `w` itself otherwise (undefined stays undefined).
+  at::Tensor operand(const at::Tensor& w);
+
+  // The cache itself, for any device: `w` in `dtype`, cast once and handed out again until `w`'s data
+  // changes (in place, which bumps its version, or by set_data, which moves it to other storage) or its
+  // shape does, then cast again. `w` itself when it has that dtype already.
+  at::Tensor cast(const at::Tensor& w, c10::ScalarType dtype);
+
+  int64_t size() const;  // cached copies
+  void clear();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Whether FrozenCastCache::operand hands out cached copies (default on; HEDGELAB_FROZEN_CAST_CACHE=0 in the
+// environment starts it off, for comparisons and memory-tight runs: autocast then casts at every use).
+void set_frozen_cast_cache_enabled(bool on);
+bool frozen_cast_cache_enabled();
 
 // Sets CUDA autocast to `setting` for the scope's lifetime (a no-op scope when `setting` equals the current
 // one); the cast cache is cleared when the outermost enabled scope ends.

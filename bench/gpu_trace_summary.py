@@ -5,6 +5,7 @@ calls and kernels) and prints
 
   * the GPU's busy time (the union of kernel, copy and fill intervals) against the span from the first to the
     last of them: the rest is the GPU waiting for the host;
+  * what ran outside the step (launched outside HedgeLab's scopes and the autograd engine), apart;
   * the kernel time per step part: HedgeLab's scopes (hedgelab::teacher_forward, ::student_forward, ::adamw,
     ::grad_norm) on the step's thread, "backward" for what the autograd engine's threads launched;
   * the kernel time per (part, op): the outermost ATen op under the part (forward) or the autograd node
@@ -104,30 +105,48 @@ def main():
                 launches[c] = e
     nest = {k: Nesting(v) for k, v in cpu_by_thread.items()}
 
-    span = (max(e["ts"] + e["dur"] for e in gpu) - min(e["ts"] for e in gpu)) / 1e3
-    busy = union_ms([(e["ts"], e["ts"] + e["dur"]) for e in gpu])
-    total = sum(e["dur"] for e in gpu) / 1e3
-    print(f"{args.trace}: {len(gpu)} GPU activities, {total:.2f} ms of kernel time; GPU busy {busy:.2f} ms "
-          f"of a {span:.2f} ms span ({100 * busy / span:.1f}%)")
+    # Tie every GPU activity to its launch; those launched outside the step's scopes and the autograd engine
+    # (the run's pause checkpoint copying weights and moments to the host, which the traced run() ends with)
+    # are reported apart and left out of the step's numbers.
+    tied = []
+    outside = collections.defaultdict(lambda: [0.0, 0])
+    for k in gpu:
+        launch = launches.get(k.get("args", {}).get("correlation"))
+        key = (launch["pid"], launch["tid"]) if launch else None
+        names = [c["name"] for c in nest[key].chain(launch["ts"])] if key in nest else []
+        node = next((n for n in names if n.startswith("autograd::engine::evaluate_function")), None)
+        scopes = [n for n in names if n.startswith("hedgelab::")]
+        if not node and not scopes:
+            entry = outside[f"{names[0] if names else '(no op)'} | {short(k['name'])}"]
+            entry[0] += k["dur"] / 1e3
+            entry[1] += 1
+            continue
+        tied.append((k, names, node, scopes))
+    if not tied:
+        sys.exit(f"{args.trace}: no GPU activity inside the step's scopes")
+    step = [k for k, _, _, _ in tied]
+    span = (max(e["ts"] + e["dur"] for e in step) - min(e["ts"] for e in step)) / 1e3
+    busy = union_ms([(e["ts"], e["ts"] + e["dur"]) for e in step])
+    total = sum(e["dur"] for e in step) / 1e3
+    print(f"{args.trace}: {len(step)} GPU activities in the step, {total:.2f} ms of kernel time; GPU busy "
+          f"{busy:.2f} ms of the step's {span:.2f} ms span ({100 * busy / span:.1f}%)")
+    if outside:
+        ms = sum(v[0] for v in outside.values())
+        n = sum(v[1] for v in outside.values())
+        top = max(outside.items(), key=lambda x: x[1][0])[0]
+        print(f"outside the step (not counted): {ms:.2f} ms in {n} activities, most of it {top}")
 
     by_part = collections.defaultdict(lambda: [0.0, 0])
     by_op = collections.defaultdict(lambda: [0.0, 0])
     by_kernel = collections.defaultdict(lambda: [0.0, 0])
-    for k in gpu:
+    for k, names, node, scopes in tied:
         ms = k["dur"] / 1e3
-        launch = launches.get(k.get("args", {}).get("correlation"))
-        chain = nest[(launch["pid"], launch["tid"])].chain(launch["ts"]) if launch and (
-            launch["pid"], launch["tid"]) in nest else []
-        names = [c["name"] for c in chain]
-        node = next((n for n in names if n.startswith("autograd::engine::evaluate_function")), None)
-        scopes = [n for n in names if n.startswith("hedgelab::")]
         if node:
             part = "backward"
             outer = node.replace("autograd::engine::evaluate_function: ", "")
         else:
-            part = scopes[0] if scopes else "(outside the scopes)"
-            after = names[names.index(part) + 1:] if part in names else names
-            after = [n for n in after if not n.startswith("hedgelab::")]
+            part = scopes[0]
+            after = [n for n in names[names.index(part) + 1:] if not n.startswith("hedgelab::")]
             outer = after[0] if after else "(no op)"
         leaf = names[-1] if names else "(no op)"
         for table, key in ((by_part, part), (by_op, (part, outer, leaf)), (by_kernel, short(k["name"]))):

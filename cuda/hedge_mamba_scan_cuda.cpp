@@ -78,6 +78,13 @@ StatePass state_pass_from_env() {
   return parse_scan_state_pass(std::getenv("HEDGELAB_SCAN_STATE_PASS"));
 }
 
+// Whether the fused linear attention normalises (and scales by the gain) through the mixer's read-out kernel
+// (the default) or with ATen's division and product (HEDGELAB_FUSED_LA_NORMALISE=0, the earlier form).
+bool normalise_in_mixer_output() {
+  static const bool on = env_switch("HEDGELAB_FUSED_LA_NORMALISE", /*default_on=*/true);
+  return on;
+}
+
 std::atomic<int>& state_pass_setting() {
   static std::atomic<int> pass{static_cast<int>(state_pass_from_env())};
   return pass;
@@ -266,7 +273,7 @@ ops::ScanOutput fused_hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm
 
 at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
                                   double eps, const ops::LinearAttentionState* initial,
-                                  ops::LinearAttentionState* final_state) {
+                                  ops::LinearAttentionState* final_state, const at::Tensor& gain) {
   TORCH_CHECK(phi_q.dim() == 4 && phi_k.sizes() == phi_q.sizes() && v.dim() == 4 &&
                   v.size(0) == phi_q.size(0) && v.size(1) == phi_q.size(1) && v.size(2) == phi_q.size(2),
               "fused_linear_attention: expected phi_q, phi_k [B,H,T,N] and v [B,H,T,P], got ", phi_q.sizes(),
@@ -280,7 +287,20 @@ at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi
   const ops::ScanOutput out = fused_hedge_mamba_scan(v, phi_k.to(v.scalar_type()), phi_q.to(v.scalar_type()),
                                                      dt, A, initial ? &start : nullptr);
   if (final_state) *final_state = {out.final_state.S, out.final_state.n};
-  return out.num / (out.den.unsqueeze(-1) + eps);  // [B, H, T, P]
+  const bool read_out =
+      normalise_in_mixer_output() && (v.scalar_type() == at::kFloat || v.scalar_type() == at::kBFloat16);
+  if (!read_out) {
+    const at::Tensor y = out.num / (out.den.unsqueeze(-1) + eps);  // [B, H, T, P]
+    return gain.defined() ? y * gain.view({1, -1, 1, 1}) : y;
+  }
+  // y = num / (den + eps) · gain in one pass forward and one backward: the mixer's read-out with D ≡ 0 and no
+  // gate, in num's dtype (v's: float32 or bf16), heads merged; handed back as the [B,H,T,P] view of that
+  // [B,T,d] tensor (merging the heads again, as the attention's dense projection does, is then free).
+  const int64_t P = v.size(3);
+  const at::Tensor D = at::zeros({H}, f32);                                               // [H]
+  const at::Tensor g = gain.defined() ? gain.to(at::kFloat) : at::ones({H}, f32);         // [H]
+  const at::Tensor y = fused_mixer_output(out.num, out.den, v, D, at::Tensor(), g, eps);  // [B, T, d]
+  return y.view({B, T, H, P}).permute({0, 2, 1, 3});                                      // [B, H, T, P]
 }
 
 void set_keep_scan_states(bool keep) {

@@ -330,20 +330,25 @@ class TestCudaScan : public QObject {
   }
 
   // Hedgehog stage 1: causal normalized linear attention through linear_attention_chunked's dispatch
-  // against the quadratic form in float64 on the CPU, values, final state and gradients.
+  // against the quadratic form in float64 on the CPU, values, final state and gradients, with and without
+  // the per-head gain (fused into the normalisation by the mixer's read-out kernel).
   void linear_attention_against_quadratic_data() {
     QTest::addColumn<int>("T");
     QTest::addColumn<int>("N");
     QTest::addColumn<bool>("bf16");
-    QTest::newRow("f32 T300 N128") << 300 << 128 << false;
-    QTest::newRow("bf16 T1000 N64") << 1000 << 64 << true;
-    QTest::newRow("bf16 T517 N256") << 517 << 256 << true;
+    QTest::addColumn<bool>("gain");
+    QTest::newRow("f32 T300 N128") << 300 << 128 << false << false;
+    QTest::newRow("bf16 T1000 N64") << 1000 << 64 << true << false;
+    QTest::newRow("bf16 T517 N256") << 517 << 256 << true << false;
+    QTest::newRow("f32 T300 N128 gain") << 300 << 128 << false << true;
+    QTest::newRow("bf16 T517 N256 gain") << 517 << 256 << true << true;
   }
   void linear_attention_against_quadratic() {
     if (!ready()) QSKIP("no CUDA device");
     QFETCH(int, T);
     QFETCH(int, N);
     QFETCH(bool, bf16);
+    QFETCH(bool, gain);
     QVERIFY(registered_fused_linear_attention() != nullptr);
     const at::ScalarType d = bf16 ? at::kBFloat16 : at::kFloat;
     at::manual_seed(300 + T);
@@ -353,15 +358,23 @@ class TestCudaScan : public QObject {
     const at::Tensor k = rounded(at::softmax(at::randn({B, H, T, N}, kF64), -1));  // [B, H, T, N]
     const at::Tensor v = rounded(at::randn({B, H, T, P}, kF64));                   // [B, H, T, P]
     const at::Tensor w = at::randn({B, H, T, P}, kF64);                            // [B, H, T, P]
+    // The per-head gain (Hedgehog's output_gain), float32 as the model holds it.
+    const at::Tensor gh = (at::rand({H}, kF64) + 0.5).to(at::kFloat).to(at::kDouble);  // [H]
     std::vector<at::Tensor> ref_leaves = {q.clone().requires_grad_(true), k.clone().requires_grad_(true),
                                           v.clone().requires_grad_(true)};
-    const at::Tensor y_ref = linear_attention_quadratic(ref_leaves[0], ref_leaves[1], ref_leaves[2], 1e-6);
+    if (gain) ref_leaves.push_back(gh.clone().requires_grad_(true));
+    at::Tensor y_ref = linear_attention_quadratic(ref_leaves[0], ref_leaves[1], ref_leaves[2], 1e-6);
+    if (gain) y_ref = y_ref * ref_leaves[3].view({1, H, 1, 1});
     const auto g_ref = torch::autograd::grad({(y_ref * w).sum()}, ref_leaves);
     std::vector<at::Tensor> leaves = {q.to(d).cuda().requires_grad_(true),
                                       k.to(d).cuda().requires_grad_(true),
                                       v.to(d).cuda().requires_grad_(true)};
+    if (gain) leaves.push_back(gh.to(at::kFloat).cuda().requires_grad_(true));
     LinearAttentionState fin;
-    const at::Tensor y = linear_attention_chunked(leaves[0], leaves[1], leaves[2], 64, 1e-6, nullptr, &fin);
+    const at::Tensor y = linear_attention_chunked(leaves[0], leaves[1], leaves[2], 64, 1e-6, nullptr, &fin,
+                                                  gain ? leaves[3] : at::Tensor());
+    QCOMPARE(y.scalar_type(), d);  // v's dtype: the read-out writes y once, in the operands' type
+    QVERIFY(y.sizes() == v.sizes());
     const auto g = torch::autograd::grad({(y.to(at::kDouble) * w.cuda()).sum()}, leaves);
     const double fwd_tol = bf16 ? 3e-2 : 3e-3, grad_tol = bf16 ? 5e-2 : 5e-3;
     const std::string tag = std::string("linear attention ") + (bf16 ? "bf16" : "f32") + " T" +
@@ -377,6 +390,7 @@ class TestCudaScan : public QObject {
     expect("dq", g[0], g_ref[0], grad_tol);
     expect("dk", g[1], g_ref[1], grad_tol);
     expect("dv", g[2], g_ref[2], grad_tol);
+    if (gain) expect("dgain", g[3], g_ref[3], grad_tol);
   }
 
   // The mixer's shapes at pythia-160m (H12 P64) with N = 128, bf16, through the dispatch entry point.

@@ -332,6 +332,24 @@ class TestHedgehogOps : public QObject {
     QVERIFY(relative_error(quadratic, want) < 1e-12);
   }
 
+  // The per-head gain: each head's output times its gain (against the form by hand); a gain of the wrong
+  // length is refused.
+  void gain_scales_each_head() {
+    const at::Tensor q = random_features(2, 3, 11, 4, kF64), k = random_features(2, 3, 11, 4, kF64);
+    const at::Tensor v = at::randn({2, 3, 11, 5}, kF64);
+    const at::Tensor gain = at::tensor({0.5, 2.0, -1.5}, kF64);  // [H]
+    const at::Tensor want = linear_attention_by_hand(q, k, v, 1e-6) * gain.view({1, 3, 1, 1});
+    const at::Tensor got = linear_attention_chunked(q, k, v, 4, 1e-6, nullptr, nullptr, gain);
+    QVERIFY(relative_error(got, want) < 1e-12);
+    bool thrown = false;
+    try {
+      linear_attention_chunked(q, k, v, 4, 1e-6, nullptr, nullptr, at::ones({2}, kF64));
+    } catch (const c10::Error& e) {
+      thrown = std::string(e.what_without_backtrace()).find("gain must be [H]") != std::string::npos;
+    }
+    QVERIFY(thrown);
+  }
+
   void shape_mismatch_is_rejected() {
     const at::Tensor q = random_features(1, 2, 5, 3, kF32);
     bool thrown = false;

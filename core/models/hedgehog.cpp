@@ -67,11 +67,10 @@ at::Tensor HedgehogAttentionImpl::forward(const at::Tensor& q, const at::Tensor&
                                           bool quadratic, at::Tensor* weights_out) const {
   const at::Tensor phi_q = feature_map_q->forward(q);  // [B, H, T, N]
   const at::Tensor phi_k = feature_map_k->forward(k);  // [B, H, T, N]
-  at::Tensor y;                                        // [B, H, T, P]
-  if (quadratic || weights_out != nullptr)
-    y = ops::linear_attention_quadratic(phi_q, phi_k, v, options.eps, weights_out);
-  else
-    y = ops::linear_attention_chunked(phi_q, phi_k, v, options.chunk, options.eps);
+  if (!quadratic && weights_out == nullptr)  // the gain goes in with the normalisation (one op on CUDA)
+    return ops::linear_attention_chunked(phi_q, phi_k, v, options.chunk, options.eps, nullptr, nullptr,
+                                         output_gain);  // [B, H, T, P]
+  const at::Tensor y = ops::linear_attention_quadratic(phi_q, phi_k, v, options.eps, weights_out);
   return y * output_gain.view({1, -1, 1, 1});  // [B, H, T, P]
 }
 

@@ -67,20 +67,12 @@ at::Tensor linear_attention_quadratic(const at::Tensor& phi_q_in, const at::Tens
   return at::matmul(weights, v);  // [B, H, T, P]
 }
 
-at::Tensor linear_attention_chunked(const at::Tensor& phi_q_in, const at::Tensor& phi_k_in,
-                                    const at::Tensor& v_in, int64_t chunk, double eps,
-                                    const LinearAttentionState* initial, LinearAttentionState* final_state) {
-  const LinearAttentionFn fused = g_fused_linear_attention.load();
-  const bool use_fused =
-      fused && v_in.defined() && v_in.is_cuda() && !use_reference_scan() && g_prefer_fused.load();
-  // The fused kernel takes mixed dtypes (it runs φ in v's dtype, as autocast would for a matmul).
-  const auto [phi_q, phi_k, v] =
-      use_fused ? std::make_tuple(phi_q_in, phi_k_in, v_in) : common_dtype(phi_q_in, phi_k_in, v_in);
-  check_inputs("linear_attention_chunked", phi_q, phi_k, v, /*same_dtype=*/!use_fused);
-  TORCH_CHECK(chunk > 0, "linear_attention_chunked: chunk must be positive, got ", chunk);
+namespace {
+
+// The chunked ATen form itself (checked inputs, one dtype), without the gain.
+at::Tensor chunked_form(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v, int64_t chunk,
+                        double eps, const LinearAttentionState* initial, LinearAttentionState* final_state) {
   const int64_t B = phi_q.size(0), H = phi_q.size(1), T = phi_q.size(2), N = phi_q.size(3), P = v.size(3);
-  if (initial) check_state("linear_attention_chunked", *initial, B, H, N, P);
-  if (use_fused) return fused(phi_q, phi_k, v, eps, initial, final_state);
 
   if (T == 0) {
     if (final_state) *final_state = initial ? *initial : linear_attention_zero_state(B, H, N, P, v.options());
@@ -122,6 +114,29 @@ at::Tensor linear_attention_chunked(const at::Tensor& phi_q_in, const at::Tensor
   if (final_state) *final_state = {S_final, z_final};
   const at::Tensor y = num / (den + eps).unsqueeze(-1);  // [B, H, nc, L, P]
   return detail::from_chunks(y, T);                      // [B, H, T, P]
+}
+
+}  // namespace
+
+at::Tensor linear_attention_chunked(const at::Tensor& phi_q_in, const at::Tensor& phi_k_in,
+                                    const at::Tensor& v_in, int64_t chunk, double eps,
+                                    const LinearAttentionState* initial, LinearAttentionState* final_state,
+                                    const at::Tensor& gain) {
+  const LinearAttentionFn fused = g_fused_linear_attention.load();
+  const bool use_fused =
+      fused && v_in.defined() && v_in.is_cuda() && !use_reference_scan() && g_prefer_fused.load();
+  // The fused kernel takes mixed dtypes (it runs φ in v's dtype, as autocast would for a matmul).
+  const auto [phi_q, phi_k, v] =
+      use_fused ? std::make_tuple(phi_q_in, phi_k_in, v_in) : common_dtype(phi_q_in, phi_k_in, v_in);
+  check_inputs("linear_attention_chunked", phi_q, phi_k, v, /*same_dtype=*/!use_fused);
+  TORCH_CHECK(chunk > 0, "linear_attention_chunked: chunk must be positive, got ", chunk);
+  const int64_t B = phi_q.size(0), H = phi_q.size(1), T = phi_q.size(2), N = phi_q.size(3), P = v.size(3);
+  if (initial) check_state("linear_attention_chunked", *initial, B, H, N, P);
+  TORCH_CHECK(!gain.defined() || (gain.dim() == 1 && gain.size(0) == H),
+              "linear_attention_chunked: gain must be [H] = [", H, "], got ", gain.sizes());
+  if (use_fused) return fused(phi_q, phi_k, v, eps, initial, final_state, gain);
+  const at::Tensor y = chunked_form(phi_q, phi_k, v, chunk, eps, initial, final_state);  // [B, H, T, P]
+  return gain.defined() ? y * gain.view({1, -1, 1, 1}) : y;
 }
 
 LinearAttentionState linear_attention_zero_state(int64_t B, int64_t H, int64_t N, int64_t P,

@@ -31,9 +31,12 @@ at::Tensor linear_attention_quadratic(const at::Tensor& phi_q, const at::Tensor&
 
 // Chunked form: quadratic inside chunks of `chunk` tokens, state (S, z) carried between chunks; any T.
 // `initial` continues from an earlier state (zeros when null); `final_state` receives the state after T.
+// `gain` [H] (float32), when defined, scales each head's output: y_h · gain_h, as one op with the
+// normalisation where the fused kernel runs.
 at::Tensor linear_attention_chunked(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
                                     int64_t chunk, double eps, const LinearAttentionState* initial = nullptr,
-                                    LinearAttentionState* final_state = nullptr);
+                                    LinearAttentionState* final_state = nullptr,
+                                    const at::Tensor& gain = at::Tensor());
 
 // Zero state for decoding.
 LinearAttentionState linear_attention_zero_state(int64_t B, int64_t H, int64_t N, int64_t P,
@@ -54,11 +57,11 @@ LinearAttentionStep linear_attention_recurrent_step(const LinearAttentionState& 
 // autocast this form runs in float32 (φ comes out of a float32 softmax) where the kernel runs φ in v's dtype.
 // HEDGELAB_FUSED_LINEAR_ATTENTION=0 in the environment, or set_prefer_fused_linear_attention(false), keeps
 // the ATen form (then chunk 256 is the faster one at N 512: 2.40 against the kernel's 3.47 ms at pythia-1b's
-// shape). The fused function gets checked inputs and returns y [B,H,T,P] (and the final state when asked),
-// differentiable through autograd.
+// shape). The fused function gets checked inputs (gain undefined or [H]) and returns y [B,H,T,P] (and the
+// final state when asked), differentiable through autograd.
 using LinearAttentionFn = at::Tensor (*)(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                          const at::Tensor& v, double eps, const LinearAttentionState* initial,
-                                         LinearAttentionState* final_state);
+                                         LinearAttentionState* final_state, const at::Tensor& gain);
 // nullptr unregisters.
 void register_fused_linear_attention(LinearAttentionFn fn);
 LinearAttentionFn registered_fused_linear_attention();

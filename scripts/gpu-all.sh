@@ -123,13 +123,14 @@ if has trace; then  # not in the default steps: one recipe step under LibTorch's
   tmo "$BUILD/bench/bench_gpu_recipe_step" --steps 2 --warmup 1 --teacher-reps 0 --trace /tmp/hedgelab-traces \
     ${HEDGELAB_TRACE_ARGS:---models 1b --stages 1,2 --checkpointing off} >"$OUT/trace-steps.jsonl" 2>>"$log"
   echo "trace rc=$? in $(( $(date +%s) - t0 )) s" | tee -a "$log"
+  # One summary file and one archive, so that the call's files stay few.
   for t in /tmp/hedgelab-traces/*.json; do
     [ -e "$t" ] || continue
-    python3 "$ROOT/bench/gpu_trace_summary.py" "$t" --top "${HEDGELAB_TRACE_TOP:-45}" \
-      >"$OUT/trace-$(basename "$t" .json).txt" 2>&1
-    gzip -c "$t" >"$OUT/trace-$(basename "$t").gz"
-    head -n 60 "$OUT/trace-$(basename "$t" .json).txt"
+    python3 "$ROOT/bench/gpu_trace_summary.py" "$t" --top "${HEDGELAB_TRACE_TOP:-45}" >>"$OUT/trace-summary.txt" 2>&1
+    echo >>"$OUT/trace-summary.txt"
   done
+  [ -d /tmp/hedgelab-traces ] && tar -C /tmp -czf "$OUT/traces.tgz" hedgelab-traces
+  head -n 80 "$OUT/trace-summary.txt"
 fi
 
 if has generate; then

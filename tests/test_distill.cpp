@@ -227,6 +227,50 @@ class TestDistill : public QObject {
     QVERIFY(!frozen->shares_frozen_qkv_with(*f.teacher));
   }
 
+  // Stage 2 with λ_align: the logits and the per-layer mixer outputs come from one student forward; each
+  // part equals its formula on a separate logits forward and a separate capturing forward of the same
+  // batch, for the HedgeMamba student and for the Hedgehog model as stage-2 student.
+  void stage2_alignment_parts_match_separate_forwards() {
+    Fixture f;
+    auto recipe = f.recipe();
+    recipe.stage2.align_weight = 0.5;
+    auto hh = distill::make_stage1_model(f.teacher, recipe);
+    auto student = distill::make_student(hh, recipe);
+    for (int which = 0; which < 2; ++which) {
+      distill::Stage2Model model =
+          which == 0 ? distill::stage2_model_of(student) : distill::stage2_model_of(hh);
+      data::BatchCursor cursor(f.corpus.train(), recipe.data.context, recipe.data.batch_size, 11);
+      data::BatchCursor same(f.corpus.train(), recipe.data.context, recipe.data.batch_size, 11);
+      auto step = distill::stage2_step(recipe, f.teacher, model, nullptr, cursor);
+      const distill::LossParts parts = step(0, 0);
+      const at::Tensor batch = same.next();
+      const int64_t T = recipe.data.context, L = f.teacher->config().num_layers;
+      const at::Tensor ids = batch.narrow(1, 0, T), targets = batch.narrow(1, 1, T);
+      at::NoGradGuard no_grad;
+      const models::TeacherOutput t = f.teacher->forward(ids, {true, false});
+      const at::Tensor logits = model.logits(ids);  // [B, T, V]
+      const ops::LogitLosses ll = ops::logit_losses(logits, t.logits, targets, recipe.stage2.kd_temperature);
+      std::map<std::string, std::pair<double, double>> want = {
+          {"ce", {ll.ce.item<double>(), recipe.stage2.ce_weight}},
+          {"kd", {ll.kd.item<double>(), recipe.stage2.kd_weight}}};
+      const auto outs = model.logits_and_layer_outputs(ids).second;
+      QCOMPARE(static_cast<int64_t>(outs.size()), L);
+      for (int64_t l = 0; l < L; ++l)
+        want["align.layers." + std::to_string(l)] = {
+            distill::cosine_alignment_loss(outs[l], t.attn_output[l]).item<double>(), 0.5 / L};
+      QCOMPARE(parts.parts.size(), want.size());
+      for (const auto& part : parts.parts) {
+        QVERIFY2(want.count(part.name) == 1, part.name.c_str());
+        const auto [value, weight] = want.at(part.name);
+        QVERIFY2(
+            std::abs(part.value.item<double>() - value) <= 1e-6 * std::max(1.0, std::abs(value)),
+            (part.name + ": " + std::to_string(part.value.item<double>()) + " vs " + std::to_string(value))
+                .c_str());
+        QVERIFY(close(part.weight, weight));
+      }
+    }
+  }
+
   void hedgemamba_run_is_deterministic_and_stoppable() {
     Fixture f;
     distill::RecipeRunner a(f.recipe(), f.teacher, f.corpus);

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "core/common/env.h"
 #include "core/common/error.h"
@@ -193,10 +195,11 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
 Stage2Model stage2_model_of(models::HedgeMambaStudent student) {
   Stage2Model m;
   m.logits = [student](const at::Tensor& ids) mutable { return student->forward(ids); };
-  m.layer_outputs = [student](const at::Tensor& ids) mutable {
+  m.logits_and_layer_outputs = [student](const at::Tensor& ids) mutable {
     models::StudentCaptureOptions c;
     c.mixer_io = true;
-    return student->forward_with(ids, c).mixer_output;
+    models::StudentOutput out = student->forward_with(ids, c);
+    return std::make_pair(out.logits, std::move(out.mixer_output));
   };
   set_all_trainable(*student, true);
   m.parameters = trainable_parameters(*student);
@@ -207,10 +210,11 @@ Stage2Model stage2_model_of(models::HedgeMambaStudent student) {
 Stage2Model stage2_model_of(models::HedgehogLM model) {
   Stage2Model m;
   m.logits = [model](const at::Tensor& ids) mutable { return model->forward(ids); };
-  m.layer_outputs = [model](const at::Tensor& ids) mutable {
+  m.logits_and_layer_outputs = [model](const at::Tensor& ids) mutable {
     models::HedgehogCaptureOptions c;
     c.attention_io = true;
-    return model->forward_with(ids, c).attn_output;
+    models::HedgehogOutput out = model->forward_with(ids, c);
+    return std::make_pair(out.logits, std::move(out.attn_output));
   };
   set_all_trainable(*model, true);
   m.parameters = trainable_parameters(*model);
@@ -247,13 +251,17 @@ StepFunction stage2_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
       kd_logits = kd_model ? (*kd_model)->forward(ids) : t.logits;  // [B, T, V]
     }
     RECORD_USER_SCOPE("hedgelab::student_forward");
-    at::Tensor logits = model.logits(ids);  // [B, T, V]
+    at::Tensor logits;             // [B, T, V]
+    std::vector<at::Tensor> outs;  // per layer [B, T, d], with λ_align
+    if (align)
+      std::tie(logits, outs) = model.logits_and_layer_outputs(ids);
+    else
+      logits = model.logits(ids);
     LossParts parts;
     const ops::LogitLosses ll = ops::logit_losses(logits, kd_logits, targets, w.kd_temperature);
     parts.add("ce", ll.ce, w.ce_weight);
     parts.add("kd", ll.kd, w.kd_weight);
     if (align) {
-      const auto outs = model.layer_outputs(ids);
       for (int64_t l = 0; l < L; ++l)
         parts.add("align.layers." + std::to_string(l), cosine_alignment_loss(outs[l], t.attn_output[l]),
                   w.align_weight / L);

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/data/batches.h"
@@ -59,8 +60,9 @@ StepFunction stage1_step(const RecipeConfig& recipe, models::GptNeoXForCausalLM 
 // A model trained in stage 2 (the student, or the Hedgehog baseline), seen through functions.
 struct Stage2Model {
   std::function<at::Tensor(const at::Tensor&)> logits;  // ids [B,T] → [B,T,V]
-  // ids → per-layer attention/mixer outputs of the model's own stream (for λ_align), [B,T,d] each
-  std::function<std::vector<at::Tensor>(const at::Tensor&)> layer_outputs;
+  // ids → the logits and, from the same forward, the per-layer attention/mixer outputs of the model's own
+  // stream (for λ_align), [B,T,d] each (one forward: the logits' graph and the outputs' are one graph)
+  std::function<std::pair<at::Tensor, std::vector<at::Tensor>>(const at::Tensor&)> logits_and_layer_outputs;
   NamedTensors parameters;
   std::function<void(bool)> set_training;
 };

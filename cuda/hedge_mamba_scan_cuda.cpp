@@ -79,9 +79,10 @@ StatePass state_pass_from_env() {
 }
 
 // Whether the fused linear attention normalises (and scales by the gain) through the mixer's read-out kernel
-// (the default) or with ATen's division and product (HEDGELAB_FUSED_LA_NORMALISE=0, the earlier form).
+// (HEDGELAB_FUSED_LA_NORMALISE=1, opt-in: not yet run on a GPU) or with ATen's division and product (the
+// default until it is measured).
 bool normalise_in_mixer_output() {
-  static const bool on = env_switch("HEDGELAB_FUSED_LA_NORMALISE", /*default_on=*/true);
+  static const bool on = env_switch("HEDGELAB_FUSED_LA_NORMALISE", /*default_on=*/false);
   return on;
 }
 

@@ -56,9 +56,9 @@ ops::ScanStepOutput fused_hedge_mamba_step(const ops::ScanState& state, const at
 // Causal normalized linear attention (Hedgehog stage 1, an ops::LinearAttentionFn) on the same kernels: the
 // scan with Δ ≡ 1 and A ≡ 0 (no decay) gives num and den together; y = num / (den + eps). The feature maps
 // come in already computed (fused_hedgehog_features below, or the ATen form).
-// y = num / (den + eps) · gain (gain [H] float32 or undefined) goes through fused_mixer_output (D ≡ 0, no
-// gate): y comes back in v's dtype as the [B,H,T,P] view of a [B,T,d] tensor (HEDGELAB_FUSED_LA_NORMALISE=0:
-// ATen's division and product, float32 under bf16 operands, dense).
+// y = num / (den + eps) · gain (gain [H] float32 or undefined): ATen's division and product by default;
+// HEDGELAB_FUSED_LA_NORMALISE=1 (opt-in, not yet run on a GPU) sends it through fused_mixer_output (D ≡ 0, no
+// gate), y then in v's dtype as the [B,H,T,P] view of a [B,T,d] tensor.
 at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
                                   double eps, const ops::LinearAttentionState* initial,
                                   ops::LinearAttentionState* final_state, const at::Tensor& gain);

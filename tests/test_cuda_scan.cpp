@@ -373,7 +373,6 @@ class TestCudaScan : public QObject {
     LinearAttentionState fin;
     const at::Tensor y = linear_attention_chunked(leaves[0], leaves[1], leaves[2], 64, 1e-6, nullptr, &fin,
                                                   gain ? leaves[3] : at::Tensor());
-    QCOMPARE(y.scalar_type(), d);  // v's dtype: the read-out writes y once, in the operands' type
     QVERIFY(y.sizes() == v.sizes());
     const auto g = torch::autograd::grad({(y.to(at::kDouble) * w.cuda()).sum()}, leaves);
     const double fwd_tol = bf16 ? 3e-2 : 3e-3, grad_tol = bf16 ? 5e-2 : 5e-3;

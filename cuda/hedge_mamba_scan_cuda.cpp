@@ -81,8 +81,8 @@ StatePass state_pass_from_env() {
 // Whether the fused linear attention normalises (and scales by the gain) through the mixer's read-out kernel
 // (HEDGELAB_FUSED_LA_NORMALISE=1, opt-in: not yet run on a GPU) or with ATen's division and product (the
 // default until it is measured).
-bool normalise_in_mixer_output() {
-  static const bool on = env_switch("HEDGELAB_FUSED_LA_NORMALISE", /*default_on=*/false);
+std::atomic<bool>& la_read_out_flag() {
+  static std::atomic<bool> on{env_switch("HEDGELAB_FUSED_LA_NORMALISE", /*default_on=*/false)};
   return on;
 }
 
@@ -289,7 +289,7 @@ at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi
                                                      dt, A, initial ? &start : nullptr);
   if (final_state) *final_state = {out.final_state.S, out.final_state.n};
   const bool read_out =
-      normalise_in_mixer_output() && (v.scalar_type() == at::kFloat || v.scalar_type() == at::kBFloat16);
+      linear_attention_read_out() && (v.scalar_type() == at::kFloat || v.scalar_type() == at::kBFloat16);
   if (!read_out) {
     const at::Tensor y = out.num / (out.den.unsqueeze(-1) + eps);  // [B, H, T, P]
     return gain.defined() ? y * gain.view({1, -1, 1, 1}) : y;
@@ -309,6 +309,13 @@ void set_keep_scan_states(bool keep) {
 }
 bool keep_scan_states() {
   return keep_states_flag().load();
+}
+
+void set_linear_attention_read_out(bool on) {
+  la_read_out_flag().store(on);
+}
+bool linear_attention_read_out() {
+  return la_read_out_flag().load();
 }
 
 StatePass parse_scan_state_pass(const char* value) {

@@ -62,6 +62,9 @@ ops::ScanStepOutput fused_hedge_mamba_step(const ops::ScanState& state, const at
 at::Tensor fused_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
                                   double eps, const ops::LinearAttentionState* initial,
                                   ops::LinearAttentionState* final_state, const at::Tensor& gain);
+// Which of those two forms runs (the environment variable sets the start value).
+void set_linear_attention_read_out(bool on);
+bool linear_attention_read_out();
 
 // The per-half softmax Hedgehog feature map (an ops::FeatureMapFn): z = u Wᵀ [B,H,T,m] (float32 or bf16,
 // without the bias) and b [H,m] on one CUDA device → φ = [softmax(z + b), softmax(−z − b)] [B,H,T,2m] in z's

@@ -370,26 +370,40 @@ class TestCudaScan : public QObject {
                                       k.to(d).cuda().requires_grad_(true),
                                       v.to(d).cuda().requires_grad_(true)};
     if (gain) leaves.push_back(gh.to(at::kFloat).cuda().requires_grad_(true));
-    LinearAttentionState fin;
-    const at::Tensor y = linear_attention_chunked(leaves[0], leaves[1], leaves[2], 64, 1e-6, nullptr, &fin,
-                                                  gain ? leaves[3] : at::Tensor());
-    QVERIFY(y.sizes() == v.sizes());
-    const auto g = torch::autograd::grad({(y.to(at::kDouble) * w.cuda()).sum()}, leaves);
-    const double fwd_tol = bf16 ? 3e-2 : 3e-3, grad_tol = bf16 ? 5e-2 : 5e-3;
-    const std::string tag = std::string("linear attention ") + (bf16 ? "bf16" : "f32") + " T" +
-                            std::to_string(T) + " N" + std::to_string(N);
-    auto expect = [&](const char* what, const at::Tensor& a, const at::Tensor& b, double tol) {
-      const double e = relative_error(a.detach().to(at::kDouble).cpu(), b.detach());
-      qInfo("%s %-4s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
-      QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
-    };
-    expect("y", y, y_ref, fwd_tol);
-    expect("S_T", fin.S, at::matmul(k.transpose(-1, -2), v), fwd_tol);
-    expect("z_T", fin.z, k.sum(2), fwd_tol);
-    expect("dq", g[0], g_ref[0], grad_tol);
-    expect("dk", g[1], g_ref[1], grad_tol);
-    expect("dv", g[2], g_ref[2], grad_tol);
-    if (gain) expect("dgain", g[3], g_ref[3], grad_tol);
+      // Both forms of the normalisation: ATen's, and the mixer's read-out kernel (y in v's dtype).
+#ifdef HEDGELAB_HAS_CUDA_KERNELS
+    const bool start = hedgelab::cuda::linear_attention_read_out();
+    auto set_read_out = [](bool on) { hedgelab::cuda::set_linear_attention_read_out(on); };
+#else
+    const bool start = false;
+    auto set_read_out = [](bool) {};
+#endif
+    for (const bool read_out : {false, true}) {
+      set_read_out(read_out);
+      LinearAttentionState fin;
+      const at::Tensor y = linear_attention_chunked(leaves[0], leaves[1], leaves[2], 64, 1e-6, nullptr, &fin,
+                                                    gain ? leaves[3] : at::Tensor());
+      set_read_out(start);
+      QVERIFY(y.sizes() == v.sizes());
+      if (read_out) QCOMPARE(y.scalar_type(), d);
+      const auto g = torch::autograd::grad({(y.to(at::kDouble) * w.cuda()).sum()}, leaves);
+      const double fwd_tol = bf16 ? 3e-2 : 3e-3, grad_tol = bf16 ? 5e-2 : 5e-3;
+      const std::string tag = std::string("linear attention ") + (bf16 ? "bf16" : "f32") + " T" +
+                              std::to_string(T) + " N" + std::to_string(N) +
+                              (read_out ? " read-out" : " aten");
+      auto expect = [&](const char* what, const at::Tensor& a, const at::Tensor& b, double tol) {
+        const double e = relative_error(a.detach().to(at::kDouble).cpu(), b.detach());
+        qInfo("%s %-4s rel err %.2e (bound %.0e)", tag.c_str(), what, e, tol);
+        QVERIFY2(e < tol, (tag + " " + what + ": " + std::to_string(e)).c_str());
+      };
+      expect("y", y, y_ref, fwd_tol);
+      expect("S_T", fin.S, at::matmul(k.transpose(-1, -2), v), fwd_tol);
+      expect("z_T", fin.z, k.sum(2), fwd_tol);
+      expect("dq", g[0], g_ref[0], grad_tol);
+      expect("dk", g[1], g_ref[1], grad_tol);
+      expect("dv", g[2], g_ref[2], grad_tol);
+      if (gain) expect("dgain", g[3], g_ref[3], grad_tol);
+    }
   }
 
   // The mixer's shapes at pythia-160m (H12 P64) with N = 128, bf16, through the dispatch entry point.
@@ -455,10 +469,18 @@ class TestCudaScan : public QObject {
       QCOMPARE(f.state.S.scalar_type(), d);
       QCOMPARE(f.num.scalar_type(), d);
       const std::string tag = std::string(QTest::currentDataTag()) + " token " + std::to_string(t);
-      const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> outs[] = {{"S", {f.state.S, r.state.S}},
-                                                                                {"n", {f.state.n, r.state.n}},
-                                                                                {"num", {f.num, r.num}},
-                                                                                {"den", {f.den, r.den}}};
+      const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> outs[] = {{"S",
+                                                                                 { f.state.S,
+                                                                                   r.state.S }},
+                                                                                {"n",
+                                                                                 { f.state.n,
+                                                                                   r.state.n }},
+                                                                                {"num",
+                                                                                 { f.num,
+                                                                                   r.num }},
+                                                                                { "den",
+                                                                                  { f.den,
+                                                                                    r.den } }};
       for (const auto& [name, pair] : outs) {
         const double e = relative_error(cpu(pair.first), pair.second);
         qInfo("%s %-3s rel err %.2e (bound %.0e)", tag.c_str(), name, e, tol);

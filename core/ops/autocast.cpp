@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
@@ -93,17 +94,16 @@ at::Tensor FrozenCastCache::cast(const at::Tensor& w, c10::ScalarType dtype) {
   const int64_t version = static_cast<int64_t>(w._version());
   const std::lock_guard<std::mutex> lock(state_->mu);
   auto& list = state_->entries[w.unsafeGetTensorImpl()];
-  for (auto& e : list) {
-    if (e.copy.scalar_type() != dtype) continue;
-    if (e.data == data && e.version == version && w.sizes().vec() == e.sizes &&
-        w.strides().vec() == e.strides)
-      return e.copy;
-    // Changed since: cast again in place of the stale copy.
-    e = State::Entry{w, data, version, w.sizes().vec(), w.strides().vec(), w.detach().to(dtype)};
-    return e.copy;
-  }
-  list.push_back(State::Entry{w, data, version, w.sizes().vec(), w.strides().vec(), w.detach().to(dtype)});
-  return list.back().copy;
+  auto same = std::find_if(list.begin(), list.end(),
+                           [&](const State::Entry& e) { return e.copy.scalar_type() == dtype; });
+  if (same != list.end() && same->data == data && same->version == version &&
+      w.sizes() == at::IntArrayRef(same->sizes) && w.strides() == at::IntArrayRef(same->strides))
+    return same->copy;
+  // New, or changed since its copy was made: cast (again), in place of a stale copy.
+  State::Entry fresh{w, data, version, w.sizes().vec(), w.strides().vec(), w.detach().to(dtype)};
+  if (same == list.end()) return list.emplace_back(std::move(fresh)).copy;
+  *same = std::move(fresh);
+  return same->copy;
 }
 
 int64_t FrozenCastCache::size() const {

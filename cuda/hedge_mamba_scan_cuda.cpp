@@ -165,8 +165,10 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
     ctx->saved_data["C_dtype"] = static_cast<int64_t>(Cm.scalar_type());
     ctx->saved_data["dt_dtype"] = static_cast<int64_t>(dt.scalar_type());
     ctx->saved_data["A_dtype"] = static_cast<int64_t>(A.scalar_type());
+    // den stays in float32, as the kernels accumulate it: the read-out that divides by it takes it so, and
+    // rounding it to a bf16 x's dtype would cost every token ~3 significant digits of its normaliser.
     const at::ScalarType out = x.scalar_type();
-    return {num.to(out), den.to(out), Sf.to(out), nf.to(out)};
+    return {num.to(out), den, Sf.to(out), nf.to(out)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -255,7 +257,9 @@ ops::ScanOutput fused_hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm
   if (x.size(2) == 0 || x.size(3) == 0 ||
       Bm.size(3) == 0) {  // nothing to launch: the reference's empty outputs
     const at::ScalarType d = x.scalar_type();
-    return ops::hedge_mamba_scan_chunked(x, Bm.to(d), Cm.to(d), dt.to(d), A.to(d), 64, initial);
+    ops::ScanOutput r = ops::hedge_mamba_scan_chunked(x, Bm.to(d), Cm.to(d), dt.to(d), A.to(d), 64, initial);
+    r.den = r.den.to(at::kFloat);  // [B, H, T], float32 as the kernels' den
+    return r;
   }
   at::Tensor S0 = at::empty({0}, x.options().dtype(at::kFloat)), n0 = S0;  // absent (see present())
   if (initial) {

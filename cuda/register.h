@@ -40,8 +40,9 @@ StatePass scan_state_pass();
 StatePass parse_scan_state_pass(const char* value);
 
 // The fused scan itself (an ops::ScanFn): x, Bm, Cm on one CUDA device; bf16 inputs run bf16 tensor-core
-// operands, any other floating dtype runs tf32 operands; fp32 accumulation and state either way. Outputs
-// have x's dtype; differentiable in every input through a LibTorch autograd Function.
+// operands, any other floating dtype runs tf32 operands; fp32 accumulation and state either way. num and
+// the final state have x's dtype, den is float32 (as the kernels accumulate it); differentiable in every
+// input through a LibTorch autograd Function.
 ops::ScanOutput fused_hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm, const at::Tensor& Cm,
                                        const at::Tensor& dt, const at::Tensor& A,
                                        const ops::ScanState* initial);

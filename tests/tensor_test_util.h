@@ -4,7 +4,12 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
+#include <torch/csrc/autograd/function.h>
+
 #include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
 
 namespace hedgelab::testing {
 
@@ -36,6 +41,31 @@ inline at::Tensor misaligned_copy(const at::Tensor& t) {
   at::Tensor view = buf.narrow(0, 1, t.numel()).view(t.sizes());
   view.copy_(t);
   return view;
+}
+
+// The names of every autograd node that t's gradient would pass through (t's grad_fn and all it reaches), so
+// a test can check that a fast path was taken: a fused op's autograd Function appears as
+// "torch::autograd::CppNode<…Name>", an ATen op as its backward, e.g. "DivBackward0".
+inline std::vector<std::string> autograd_node_names(const at::Tensor& t) {
+  std::vector<std::string> names;
+  std::set<const torch::autograd::Node*> seen;
+  std::vector<torch::autograd::Node*> todo;
+  if (t.grad_fn()) todo.push_back(t.grad_fn().get());
+  while (!todo.empty()) {
+    torch::autograd::Node* n = todo.back();
+    todo.pop_back();
+    if (!seen.insert(n).second) continue;
+    names.push_back(n->name());
+    for (const auto& e : n->next_edges())
+      if (e.function) todo.push_back(e.function.get());
+  }
+  return names;
+}
+
+// How many of `names` contain `part`.
+inline int count_containing(const std::vector<std::string>& names, const std::string& part) {
+  return static_cast<int>(std::count_if(names.begin(), names.end(),
+                                        [&](const std::string& n) { return n.find(part) != n.npos; }));
 }
 
 }  // namespace hedgelab::testing

@@ -267,6 +267,52 @@ class TestCudaMixerOutput : public QObject {
     }
 #endif
   }
+
+  // Under bf16 autocast, as the recipe trains: the scan hands back num in bf16 and den in float32, and a den
+  // in num's dtype (the decoding step's) is cast for the kernel; the mixer's graph goes through the kernel's
+  // Function, with no ATen division or product of the read-out beside it.
+  void the_mixer_takes_the_kernel_under_bf16_autocast() {
+#ifdef HEDGELAB_HAS_CUDA_KERNELS
+    using hedgelab::testing::autograd_node_names;
+    using hedgelab::testing::count_containing;
+    at::manual_seed(6);
+    const Inputs in = make_inputs(2, 4, 30, 32, at::kBFloat16, true, true, false);
+    const at::Tensor den_bf16 = in.den.detach().to(at::kBFloat16);
+    const at::Tensor via_dispatch = mixer_output(in.num, den_bf16, in.x, in.D, in.z, in.gain, kEps);
+    QVERIFY(at::equal(via_dispatch, hedgelab::cuda::fused_mixer_output(in.num, den_bf16.to(at::kFloat), in.x,
+                                                                       in.D, in.z, in.gain, kEps)));
+    QCOMPARE(count_containing(autograd_node_names(via_dispatch), "MixerOutputFunction"), 1);
+
+    hedgelab::models::GptNeoXConfig config;
+    config.vocab_size = 50;
+    config.hidden_size = 64;
+    config.num_layers = 1;
+    config.num_heads = 2;
+    config.intermediate_size = 128;
+    hedgelab::models::MixerOptions options;
+    options.chunk = 16;
+    hedgelab::models::HedgeMambaMixer mixer(config, options);
+    mixer->to(at::kCUDA);
+    const at::Tensor u = at::randn({2, 40, 64}).cuda().requires_grad_(true);  // [B, T, d]
+    AutocastSetting on;
+    on.enabled = true;
+    on.dtype = at::kBFloat16;
+    const AutocastScope scope(on);
+    const hedgelab::ops::ScanOutput scan_dtypes = hedge_mamba_scan(
+        at::randn({1, 2, 20, 32}).cuda().to(at::kBFloat16), at::rand({1, 2, 20, 64}).cuda().to(at::kBFloat16),
+        at::rand({1, 2, 20, 64}).cuda().to(at::kBFloat16), at::rand({1, 2, 20}).cuda(), -at::rand({2}).cuda(),
+        16);
+    QVERIFY(scan_dtypes.num.scalar_type() == at::kBFloat16);
+    QVERIFY(scan_dtypes.den.scalar_type() == at::kFloat);
+    const at::Tensor o = mixer->forward(u);  // [B, T, d]
+    const std::vector<std::string> names = autograd_node_names(o);
+    QCOMPARE(count_containing(names, "MixerOutputFunction"), 1);
+    QCOMPARE(count_containing(names, "ScanFunction"), 1);
+    QCOMPARE(count_containing(names, "DivBackward"), 0);
+    o.to(at::kFloat).pow(2).sum().backward();
+    QVERIFY(u.grad().defined() && at::isfinite(u.grad()).all().item<bool>());
+#endif
+  }
 };
 
 QTEST_GUILESS_MAIN(TestCudaMixerOutput)

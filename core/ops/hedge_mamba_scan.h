@@ -20,7 +20,7 @@ struct ScanState {
 
 struct ScanOutput {
   at::Tensor num;         // [B, H, T, P]
-  at::Tensor den;         // [B, H, T]
+  at::Tensor den;         // [B, H, T]: x's dtype from the ATen forms, float32 from the fused scan
   ScanState final_state;  // state after the last token
 };
 
@@ -70,8 +70,9 @@ bool prefer_fused_scan_step();
 // hedge_mamba_scan is the entry point models call. It uses the fused kernel registered by the CUDA library
 // (cuda/) when (1) one is registered, (2) x is on a CUDA device and (3) set_use_reference_scan(false) (the
 // default); otherwise hedge_mamba_scan_chunked. The fused function gets inputs already checked for shapes and
-// one device, and must return what hedge_mamba_scan_chunked returns (forward and backward, via autograd).
-// Registration and the switch are process-wide and thread-safe; register before training starts.
+// one device, and must return what hedge_mamba_scan_chunked returns (forward and backward, via autograd),
+// except that den may come back in float32 where x is in a narrower dtype. Registration and the switch are
+// process-wide and thread-safe; register before training starts.
 using ScanFn = ScanOutput (*)(const at::Tensor& x, const at::Tensor& Bm, const at::Tensor& Cm,
                               const at::Tensor& dt, const at::Tensor& A, const ScanState* initial);
 

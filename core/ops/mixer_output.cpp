@@ -77,9 +77,13 @@ at::Tensor mixer_output(const at::Tensor& num, const at::Tensor& den, const at::
     const bool same = x.device() == dev && x.scalar_type() == st && den.device() == dev &&
                       D.device() == dev && gain.device() == dev &&
                       (!gate_z.defined() || (gate_z.device() == dev && gate_z.scalar_type() == st));
-    const bool dtypes = is_f32_or_bf16(num) && den.scalar_type() == at::kFloat &&
-                        D.scalar_type() == at::kFloat && gain.scalar_type() == at::kFloat;
-    if (same && dtypes) return fused(num, den, x, D, gate_z, gain, eps);  // [B, T, d]
+    auto f32_or_st = [st](const at::Tensor& t) {
+      return t.scalar_type() == at::kFloat || t.scalar_type() == st;
+    };
+    const bool dtypes = is_f32_or_bf16(num) && f32_or_st(den) && f32_or_st(D) && f32_or_st(gain);
+    if (same && dtypes)  // the kernel takes den, D and gain in float32 (a cast of [B,H,T] at most)
+      return fused(num, den.to(at::kFloat), x, D.to(at::kFloat), gate_z, gain.to(at::kFloat),
+                   eps);  // [B,T,d]
   }
   return reference_checked(num, den, x, D, gate_z, gain, eps);
 }

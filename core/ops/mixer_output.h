@@ -18,7 +18,8 @@ at::Tensor mixer_output_reference(const at::Tensor& num, const at::Tensor& den, 
 
 // The same through the fused kernel registered by the CUDA library (cuda/) when (1) one is registered, (2)
 // num, x and gate_z (if defined) are on one CUDA device in one dtype, float32 or bf16, and den, D and gain
-// are float32 there, (3) use_reference_scan() is false and (4) the fused form is preferred (the default;
+// are there in float32 or num's dtype (the small ones are cast to float32 for the kernel: den is [B,H,T]),
+// (3) use_reference_scan() is false and (4) the fused form is preferred (the default;
 // HEDGELAB_FUSED_MIXER_OUTPUT=0 in the environment or set_prefer_fused_mixer_output(false) keeps the ATen
 // form); the reference otherwise. The kernel reads num, x and z once and
 // writes y once (the ATen form runs some ten float32 passes over [B,T,d] each way, and a copy to merge the

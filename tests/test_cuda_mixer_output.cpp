@@ -80,6 +80,21 @@ Inputs make_inputs(int64_t B, int64_t H, int64_t T, int64_t P, at::ScalarType dt
   return in;
 }
 
+// A one-layer mixer (d 64, two heads of P 32, chunk 16) on the GPU, with its fresh parameters.
+hedgelab::models::HedgeMambaMixer small_cuda_mixer() {
+  hedgelab::models::GptNeoXConfig config;
+  config.vocab_size = 50;
+  config.hidden_size = 64;
+  config.num_layers = 1;
+  config.num_heads = 2;
+  config.intermediate_size = 128;
+  hedgelab::models::MixerOptions options;
+  options.chunk = 16;
+  hedgelab::models::HedgeMambaMixer mixer(config, options);
+  mixer->to(at::kCUDA);
+  return mixer;
+}
+
 }  // namespace
 
 class TestCudaMixerOutput : public QObject {
@@ -228,16 +243,7 @@ class TestCudaMixerOutput : public QObject {
                   mixer_output_reference(cpu(in.num), cpu(in.den), cpu(in.x), cpu(in.D), cpu(in.z),
                                          cpu(in.gain), kEps)));
     // The mixer, fused against the reference read-out, forward and every parameter gradient.
-    hedgelab::models::GptNeoXConfig config;
-    config.vocab_size = 50;
-    config.hidden_size = 64;
-    config.num_layers = 1;
-    config.num_heads = 2;
-    config.intermediate_size = 128;
-    hedgelab::models::MixerOptions options;
-    options.chunk = 16;
-    hedgelab::models::HedgeMambaMixer mixer(config, options);
-    mixer->to(at::kCUDA);
+    hedgelab::models::HedgeMambaMixer mixer = small_cuda_mixer();
     {
       const at::NoGradGuard no_grad;
       for (auto& p : mixer->parameters())
@@ -270,7 +276,7 @@ class TestCudaMixerOutput : public QObject {
 
   // Under bf16 autocast, as the recipe trains: the scan hands back num in bf16 and den in float32, and a den
   // in num's dtype (the decoding step's) is cast for the kernel; the mixer's graph goes through the kernel's
-  // Function, with no ATen division or product of the read-out beside it.
+  // Function, with no ATen division beside it.
   void the_mixer_takes_the_kernel_under_bf16_autocast() {
 #ifdef HEDGELAB_HAS_CUDA_KERNELS
     using hedgelab::testing::autograd_node_names;
@@ -283,16 +289,7 @@ class TestCudaMixerOutput : public QObject {
                                                                        in.D, in.z, in.gain, kEps)));
     QCOMPARE(count_containing(autograd_node_names(via_dispatch), "MixerOutputFunction"), 1);
 
-    hedgelab::models::GptNeoXConfig config;
-    config.vocab_size = 50;
-    config.hidden_size = 64;
-    config.num_layers = 1;
-    config.num_heads = 2;
-    config.intermediate_size = 128;
-    hedgelab::models::MixerOptions options;
-    options.chunk = 16;
-    hedgelab::models::HedgeMambaMixer mixer(config, options);
-    mixer->to(at::kCUDA);
+    hedgelab::models::HedgeMambaMixer mixer = small_cuda_mixer();
     const at::Tensor u = at::randn({2, 40, 64}).cuda().requires_grad_(true);  // [B, T, d]
     AutocastSetting on;
     on.enabled = true;

@@ -4,7 +4,8 @@
 // step at a time. Reported: per-token decode time (CUDA-event median), decode tokens/s (batch / per-token
 // time), the prefill time, the state's bytes per sequence and the allocator's peak. bench/gpu_hf_generate.py
 // measures transformers' GPTNeoX with its KV cache at the same settings. A configuration that runs out of
-// memory reports "oom". One JSON line each. Usage: bench_gpu_generate [--model 160m] [--batches 1,64]
+// memory reports "oom"; "decode_kernels" is which path core/ops' dispatch took in the timed decoding steps
+// (ops/dispatch_tally.h). One JSON line each. Usage: bench_gpu_generate [--model 160m] [--batches 1,64]
 // [--contexts 1024,8192,32768] [--decode 32]
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -17,6 +18,7 @@
 
 #include "bench/gpu_bench_util.h"
 #include "core/models/student.h"
+#include "core/ops/dispatch_tally.h"
 
 using namespace hedgelab;
 
@@ -62,7 +64,7 @@ int main(int argc, char** argv) {
     for (const auto& cs : contexts) {
       const int64_t B = std::stoll(bs), ctx = std::stoll(cs);
       at::NoGradGuard no_grad;
-      std::string error;
+      std::string error, kernels = "none";
       double prefill_s = 0, token_ms = 0, peak = 0;
       int64_t bytes = 0;
       c10::cuda::CUDACachingAllocator::emptyCache();
@@ -82,7 +84,9 @@ int main(int argc, char** argv) {
         prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         bytes = state_bytes(state) / B;
         at::Tensor next = last.argmax(-1);  // [B]
+        ops::reset_dispatch_tally();
         token_ms = bench::median_ms([&] { next = student->step(next, state).argmax(-1); }, 3, decode);
+        kernels = ops::describe_dispatch_tally(ops::dispatch_tally());
         peak = bench::peak_allocated_gib();
       } catch (const std::exception& e) {
         error = e.what();
@@ -98,9 +102,9 @@ int main(int argc, char** argv) {
         std::printf(
             "{\"bench\":\"generate\",\"impl\":\"hedgelab_student\",\"model\":\"pythia-%s\",\"B\":%lld,"
             "\"context\":%lld,\"token_ms\":%.3f,\"decode_tokens_per_s\":%.0f,\"prefill_s\":%.2f,"
-            "\"state_bytes_per_sequence\":%lld,\"peak_gib\":%.2f}\n",
+            "\"state_bytes_per_sequence\":%lld,\"peak_gib\":%.2f,\"decode_kernels\":\"%s\"}\n",
             model.c_str(), (long long)B, (long long)ctx, token_ms, B / (token_ms * 1e-3), prefill_s,
-            (long long)bytes, peak);
+            (long long)bytes, peak, bench::json_safe(kernels).c_str());
       }
       std::fflush(stdout);
     }

@@ -4,8 +4,10 @@
 //   step_ms (median over the timed steps, wall clock: the trainer synchronises once a step), tokens/s,
 //   model FLOPs utilisation (stage 2: (6·student + 2·teacher parameters)·tokens over the step time against
 //   --peak-tflops), the allocator's peak memory (weights, optimizer state, activations), and the teacher's
-//   forward under the same autocast, for the stage-1 ratio. A configuration that runs out of memory reports
-//   "oom" (the run pauses as it would for a user).
+//   forward under the same autocast, for the stage-1 ratio, and "kernels": which path core/ops' dispatch took
+//   over the run's steps, op by op (ops/dispatch_tally.h: a fused kernel not taken shows as "unsupported" or
+//   "switched off"). A configuration that runs out of memory reports "oom" (the run pauses as it would for a
+//   user).
 // Usage: bench_gpu_recipe_step [--models 160m,410m,1b] [--stages 1,2] [--checkpointing off,on]
 //        [--batch 4] [--context 2048] [--steps 6] [--warmup 2] [--dtype bfloat16] [--peak-tflops 989]
 //        [--teacher-reps 5] (0 skips the teacher's forward, e.g. under a profiler: its fields then read 0)
@@ -38,6 +40,7 @@
 #include "core/data/corpus.h"
 #include "core/distill/recipe.h"
 #include "core/ops/autocast.h"
+#include "core/ops/dispatch_tally.h"
 #include "core/run/distill_run.h"
 
 namespace {
@@ -134,7 +137,7 @@ int main(int argc, char** argv) {
     for (const auto& stage : stages) {
       for (const auto& ck : checkpointing) {
         const bool recompute = ck == "on";
-        std::string oom;
+        std::string oom, kernels = "none";
         double step_s = 0.0, fwd_ms = 0.0, peak_gib = 0.0;
         int64_t teacher_params = 0, student_params = 0;
         try {
@@ -159,9 +162,11 @@ int main(int argc, char** argv) {
           r.stage1.tokens = stage == "1" ? 1000 * per_step : 0;
           r.stage2.tokens = 1000 * per_step;
           bench::reset_peak_memory();
+          ops::reset_dispatch_tally();
           StepTimes times;
           run::DistillRun run(r, teacher, corpus, {}, &times, "bench");
           const auto state = run.run(warmup + steps);
+          kernels = ops::describe_dispatch_tally(ops::dispatch_tally());  // before the teacher-only timing
           if (state == snapshot::RunState::Paused) {
             oom = run.last_error();
           } else {
@@ -208,10 +213,12 @@ int main(int argc, char** argv) {
               "{\"bench\":\"recipe_step\",\"model\":\"pythia-%s\",\"stage\":%s,\"dtype\":\"%s\","
               "\"checkpointing\":%s,\"B\":%lld,\"T\":%lld,\"step_ms\":%.2f,\"tokens_per_s\":%.0f,"
               "\"model_tflops\":%.1f,\"mfu\":%.3f,\"peak_gib\":%.2f,\"teacher_fwd_ms\":%.2f,"
-              "\"step_over_teacher_fwd\":%.2f,\"teacher_params\":%lld,\"student_params\":%lld}\n",
+              "\"step_over_teacher_fwd\":%.2f,\"teacher_params\":%lld,\"student_params\":%lld,"
+              "\"kernels\":\"%s\"}\n",
               name.c_str(), stage.c_str(), dtype.c_str(), recompute ? "true" : "false", (long long)B,
               (long long)T, step_s * 1e3, tokens_per_s, tflops, tflops / peak, peak_gib, fwd_ms,
-              fwd_ms > 0 ? step_s * 1e3 / fwd_ms : 0.0, (long long)teacher_params, (long long)student_params);
+              fwd_ms > 0 ? step_s * 1e3 / fwd_ms : 0.0, (long long)teacher_params, (long long)student_params,
+              bench::json_safe(kernels).c_str());
         }
         std::fflush(stdout);
         c10::cuda::CUDACachingAllocator::emptyCache();

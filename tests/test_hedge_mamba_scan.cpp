@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops/dispatch_tally.h"
 #include "core/ops/hedge_mamba_scan.h"
 #include "core/ops/hedge_mamba_scan_ref.h"
 #include "core/ops/linear_attention.h"
@@ -239,9 +240,11 @@ class TestHedgeMambaScan : public QObject {
     register_fused_scan(&fake_fused_scan);
     QVERIFY(registered_fused_scan() == &fake_fused_scan);
     g_fake_called = false;
+    reset_dispatch_tally();
     const ScanOutput out = hedge_mamba_scan(in.x, in.Bm, in.Cm, in.dt, in.A, 4);
     QVERIFY(!g_fake_called);  // CPU tensors: the chunked path
     QVERIFY(output_err(out, chunked(in, 4)) == 0.0);
+    QVERIFY(dispatch_tally().empty());  // nothing to miss on the CPU
     if (at::hasCUDA()) {
       const ScanInputs cu{in.x.cuda(), in.Bm.cuda(), in.Cm.cuda(), in.dt.cuda(), in.A.cuda()};
       hedge_mamba_scan(cu.x, cu.Bm, cu.Cm, cu.dt, cu.A, 4);
@@ -251,9 +254,38 @@ class TestHedgeMambaScan : public QObject {
       hedge_mamba_scan(cu.x, cu.Bm, cu.Cm, cu.dt, cu.A, 4);
       QVERIFY(!g_fake_called);
       set_use_reference_scan(false);
+      QCOMPARE(QString::fromStdString(describe_dispatch_tally(dispatch_tally())),
+               QString("hedge_mamba_scan fused 1, hedge_mamba_scan reference 1"));
     }
     register_fused_scan(nullptr);
     QVERIFY(registered_fused_scan() == nullptr);
+  }
+
+  // The tally behind every dispatch (dispatch_tally.h): each decision counted once, in the order of the
+  // checks (the global reference switch first, then the op's own switch, then its inputs).
+  void dispatch_tally_counts_each_path() {
+    reset_dispatch_tally();
+    QVERIFY(dispatch_tally().empty());
+    QCOMPARE(QString::fromStdString(describe_dispatch_tally({})), QString("none"));
+    QVERIFY(take_fused("op_a", /*prefer=*/true, /*supported=*/true));
+    QVERIFY(take_fused("op_a", true, true));
+    QVERIFY(!take_fused("op_a", /*prefer=*/false, /*supported=*/true));
+    QVERIFY(
+        !take_fused("op_a", /*prefer=*/false, /*supported=*/false));  // the switch is named, not the inputs
+    QVERIFY(!take_fused("op_b", /*prefer=*/true, /*supported=*/false));
+    set_use_reference_scan(true);
+    QVERIFY(!take_fused("op_b", true, true));
+    QVERIFY(!take_fused("op_b", false, false));  // the global switch outranks the rest
+    set_use_reference_scan(false);
+    const std::vector<DispatchCount> t = dispatch_tally();
+    QCOMPARE(QString::fromStdString(describe_dispatch_tally(t)),
+             QString("op_a fused 2, op_a switched off 2, op_b reference 2, op_b unsupported 1"));
+    QCOMPARE(QString::fromStdString(describe_kernel_misses(t)),
+             QString("op_a switched off 2, op_b reference 2, op_b unsupported 1"));
+    reset_dispatch_tally();
+    QVERIFY(take_fused("op_a", true, true));
+    QCOMPARE(QString::fromStdString(describe_kernel_misses(dispatch_tally())), QString(""));
+    reset_dispatch_tally();
   }
 
   // Autocast gives the mixer bf16 projections and float32 Δ and feature maps: the dispatch runs the ATen form

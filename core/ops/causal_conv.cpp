@@ -3,7 +3,7 @@
 #include <atomic>
 
 #include "core/common/env.h"
-#include "core/ops/hedge_mamba_scan.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -63,9 +63,11 @@ at::Tensor causal_conv1d(const at::Tensor& in, const at::Tensor& weight, const a
   const CausalConvFn fused = g_fused_conv.load();
   const bool dtypes = (in.scalar_type() == at::kFloat || in.scalar_type() == at::kBFloat16) &&
                       weight.scalar_type() == at::kFloat && bias.scalar_type() == at::kFloat;
-  if (fused && tail == nullptr && in.is_cuda() && weight.device() == in.device() &&
-      bias.device() == in.device() && dtypes && weight.size(1) <= kFusedCausalConvMaxWidth &&
-      !use_reference_scan() && g_prefer_fused.load())
+  // The kernel keeps no tail (the decoding's streaming state): the reference hands it on.
+  if (fused && in.is_cuda() &&
+      take_fused("causal_conv", g_prefer_fused.load(),
+                 tail == nullptr && weight.device() == in.device() && bias.device() == in.device() &&
+                     dtypes && weight.size(1) <= kFusedCausalConvMaxWidth))
     return fused(in, weight, bias);  // [B, T, C]
   return causal_conv1d_reference(in, weight, bias, tail);
 }

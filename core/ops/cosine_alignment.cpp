@@ -3,7 +3,7 @@
 #include <atomic>
 
 #include "core/common/env.h"
-#include "core/ops/hedge_mamba_scan.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -41,8 +41,10 @@ at::Tensor cosine_alignment(const at::Tensor& student, const at::Tensor& teacher
   TORCH_CHECK(student.sizes() == teacher.sizes() && student.dim() >= 1, "cosine_alignment: student ",
               student.sizes(), " and teacher ", teacher.sizes(), " must have one shape [..., d]");
   const CosineAlignmentFn fused = g_fused_cosine.load();
-  if (fused && student.is_cuda() && teacher.device() == student.device() && !use_reference_scan() &&
-      g_prefer_fused.load() && kernel_dtype(student) && kernel_dtype(teacher) && student.numel() > 0)
+  if (fused && student.is_cuda() &&
+      take_fused("cosine_alignment", g_prefer_fused.load(),
+                 teacher.device() == student.device() && kernel_dtype(student) && kernel_dtype(teacher) &&
+                     student.numel() > 0))
     return fused(student, teacher);  // [...] float32
   return cosine_alignment_reference(student, teacher);
 }

@@ -8,6 +8,7 @@
 
 #include "core/common/env.h"
 #include "core/ops/chunking.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -173,7 +174,7 @@ bool prefer_fused_scan_step() {
 ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, const at::Tensor& B_t,
                                 const at::Tensor& C_t, const at::Tensor& dt_t, const at::Tensor& A) {
   const ScanStepFn fused = g_fused_step.load();
-  if (fused && x_t.defined() && x_t.is_cuda() && !use_reference_scan() && g_prefer_fused_step.load()) {
+  if (fused && x_t.defined() && x_t.is_cuda()) {
     const at::ScalarType d = x_t.scalar_type();
     bool one_dtype = d == at::kFloat || d == at::kBFloat16, needs_grad = false;
     for (const at::Tensor* t : {&x_t, &B_t, &C_t, &dt_t, &A, &state.S, &state.n}) {
@@ -181,7 +182,9 @@ ScanStepOutput hedge_mamba_step(const ScanState& state, const at::Tensor& x_t, c
       one_dtype = one_dtype && t->scalar_type() == d && t->device() == x_t.device();
       needs_grad = needs_grad || t->requires_grad();
     }
-    if (one_dtype && !(needs_grad && at::GradMode::is_enabled())) {
+    // The kernel has no backward: a step that asks for gradients takes the reference.
+    if (take_fused("hedge_mamba_step", g_prefer_fused_step.load(),
+                   one_dtype && !(needs_grad && at::GradMode::is_enabled()))) {
       check_step_inputs(state, x_t, B_t, C_t, dt_t, A);
       return fused(state, x_t, B_t, C_t, dt_t, A);
     }
@@ -215,7 +218,8 @@ ScanOutput hedge_mamba_scan(const at::Tensor& x, const at::Tensor& Bm, const at:
                             const at::Tensor& dt, const at::Tensor& A, int64_t chunk,
                             const ScanState* initial) {
   const ScanFn fused = g_fused_scan.load();
-  if (fused && x.defined() && x.is_cuda() && !g_use_reference_scan.load()) {
+  if (fused && x.defined() && x.is_cuda() &&
+      take_fused("hedge_mamba_scan", /*prefer=*/true, /*supported=*/true)) {
     // dtypes are the kernel's business (bf16/fp16 in, fp32 accumulation), so only shapes and device here.
     detail::check_scan_inputs("hedge_mamba_scan", x, Bm, Cm, dt, A, initial, /*same_dtype=*/false);
     return fused(x, Bm, Cm, dt, A, initial);

@@ -4,7 +4,7 @@
 
 #include "core/common/env.h"
 #include "core/common/error.h"
-#include "core/ops/hedge_mamba_scan.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -62,8 +62,11 @@ at::Tensor hedgehog_features(const at::Tensor& u, const at::Tensor& W, const at:
   // Batched over [B,H] against [H]: matmul broadcasts the head dimension.
   const at::Tensor uw = at::matmul(u, W.transpose(-1, -2));  // [B, H, T, m]
   const FeatureMapFn fused = g_fused_feature_map.load();
-  if (kind == FeatureMapKind::kPerHalfSoftmax && fused && u.is_cuda() && !use_reference_scan() &&
-      g_prefer_fused.load() && (uw.scalar_type() == at::kFloat || uw.scalar_type() == at::kBFloat16))
+  // The kernel is the per-half softmax only; the other kinds (ablations) run ATen's form.
+  if (fused && u.is_cuda() &&
+      take_fused("hedgehog_feature_map", g_prefer_fused.load(),
+                 kind == FeatureMapKind::kPerHalfSoftmax &&
+                     (uw.scalar_type() == at::kFloat || uw.scalar_type() == at::kBFloat16)))
     return fused(uw, b);                     // [B, H, T, 2m]
   const at::Tensor z = uw + b.unsqueeze(1);  // [B, H, T, m]
   switch (kind) {

@@ -6,7 +6,7 @@
 
 #include "core/common/env.h"
 #include "core/ops/chunking.h"
-#include "core/ops/hedge_mamba_scan.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -123,8 +123,8 @@ at::Tensor linear_attention_chunked(const at::Tensor& phi_q_in, const at::Tensor
                                     const LinearAttentionState* initial, LinearAttentionState* final_state,
                                     const at::Tensor& gain) {
   const LinearAttentionFn fused = g_fused_linear_attention.load();
-  const bool use_fused =
-      fused && v_in.defined() && v_in.is_cuda() && !use_reference_scan() && g_prefer_fused.load();
+  const bool use_fused = fused && v_in.defined() && v_in.is_cuda() &&
+                         take_fused("linear_attention", g_prefer_fused.load(), /*supported=*/true);
   // The fused kernel takes mixed dtypes (it runs φ in v's dtype, as autocast would for a matmul).
   const auto [phi_q, phi_k, v] =
       use_fused ? std::make_tuple(phi_q_in, phi_k_in, v_in) : common_dtype(phi_q_in, phi_k_in, v_in);

@@ -3,7 +3,7 @@
 #include <atomic>
 
 #include "core/common/env.h"
-#include "core/ops/hedge_mamba_scan.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -69,9 +69,10 @@ LogitLosses logit_losses(const at::Tensor& student_logits, const at::Tensor& tea
   check_shapes(student_logits, teacher_logits, targets, temperature);
   const LogitLossesFn fused = g_fused.load();
   const at::Tensor &zs = student_logits, &zt = teacher_logits;
-  if (fused && zs.is_cuda() && zt.device() == zs.device() && targets.device() == zs.device() &&
-      is_f32_or_bf16(zs) && is_f32_or_bf16(zt) && zs.numel() > 0 && !use_reference_scan() &&
-      g_prefer_fused.load()) {
+  if (fused && zs.is_cuda() &&
+      take_fused("logit_losses", g_prefer_fused.load(),
+                 zt.device() == zs.device() && targets.device() == zs.device() && is_f32_or_bf16(zs) &&
+                     is_f32_or_bf16(zt) && zs.numel() > 0)) {
     const int64_t V = zs.size(-1);
     const auto rows = fused(zs.reshape({-1, V}), zt.detach().reshape({-1, V}), targets.reshape({-1}),
                             temperature);  // ce_n, KL_n [N]

@@ -3,7 +3,7 @@
 #include <atomic>
 
 #include "core/common/env.h"
-#include "core/ops/hedge_mamba_scan.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -71,7 +71,7 @@ at::Tensor mixer_output(const at::Tensor& num, const at::Tensor& den, const at::
                         const at::Tensor& D, const at::Tensor& gate_z, const at::Tensor& gain, double eps) {
   check_shapes(num, den, x, D, gate_z, gain);
   const MixerOutputFn fused = g_fused.load();
-  if (fused && !use_reference_scan() && g_prefer_fused.load() && num.is_cuda()) {
+  if (fused && num.is_cuda()) {
     const auto dev = num.device();
     const auto st = num.scalar_type();
     const bool same = x.device() == dev && x.scalar_type() == st && den.device() == dev &&
@@ -81,7 +81,8 @@ at::Tensor mixer_output(const at::Tensor& num, const at::Tensor& den, const at::
       return t.scalar_type() == at::kFloat || t.scalar_type() == st;
     };
     const bool dtypes = is_f32_or_bf16(num) && f32_or_st(den) && f32_or_st(D) && f32_or_st(gain);
-    if (same && dtypes)  // the kernel takes den, D and gain in float32 (a cast of [B,H,T] at most)
+    // The kernel takes den, D and gain in float32 (a cast of [B,H,T] at most).
+    if (take_fused("mixer_output", g_prefer_fused.load(), same && dtypes))
       return fused(num, den.to(at::kFloat), x, D.to(at::kFloat), gate_z, gain.to(at::kFloat),
                    eps);  // [B,T,d]
   }

@@ -6,7 +6,7 @@
 #include <tuple>
 
 #include "core/common/env.h"
-#include "core/ops/hedge_mamba_scan.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::ops {
 
@@ -77,9 +77,10 @@ at::Tensor rotary(const at::Tensor& x, int64_t rotary_dims, double base, double 
   const int64_t r = rotary_dims;
   if (r == 0) return x;
   const RotaryFn fused = g_fused.load();
-  if (fused && x.is_cuda() && x.dim() == 4 &&
-      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && x.stride(3) == 1 && r % 2 == 0 &&
-      r <= x.size(3) && !use_reference_scan() && g_prefer_fused.load())
+  if (fused && x.is_cuda() &&
+      take_fused("rotary", g_prefer_fused.load(),
+                 x.dim() == 4 && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
+                     x.stride(3) == 1 && r % 2 == 0 && r <= x.size(3)))
     return fused(x, rotary_inverse_frequencies(r, base, x.device()), r, linear_factor, position_offset);
   return rotary_reference(x, r, base, linear_factor, position_offset);
 }

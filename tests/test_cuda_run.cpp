@@ -17,6 +17,7 @@
 
 #include "core/distill/stages.h"
 #include "core/ops/autocast.h"
+#include "core/ops/dispatch_tally.h"
 #include "core/run/distill_run.h"
 #include "tests/distill_fixture.h"
 #include "tests/tensor_test_util.h"
@@ -38,6 +39,20 @@ struct Record : run::RunObserver {
     checkpoints.emplace_back(c, why);
   }
 };
+
+// The dispatch tally at the first step of each stage (the run resets it when a stage begins on CUDA).
+struct FirstStepKernels : run::RunObserver {
+  std::map<std::string, std::vector<ops::DispatchCount>> at_first_step;
+  void on_step(const std::string& stage, const snapshot::StepReport&) override {
+    if (!at_first_step.count(stage)) at_first_step[stage] = ops::dispatch_tally();
+  }
+};
+
+int64_t calls(const std::vector<ops::DispatchCount>& tally, const std::string& op, ops::KernelPath path) {
+  for (const auto& c : tally)
+    if (c.op == op && c.path == path) return c.calls;
+  return 0;
+}
 
 bool ready() {
   return testing::cuda_kernels_ready();
@@ -105,6 +120,32 @@ class TestCudaRun : public QObject {
     // The recomputation repeats the same bf16 ops; only the backward's atomics reorder sums.
     QVERIFY2(dre < 1e-2, std::to_string(dre).c_str());
     QVERIFY(std::abs(gpu_summary.perplexity / cpu_summary.perplexity - 1.0) < 1e-2);
+  }
+
+  // The recipe's default bf16 step takes every kernel its ops have: no op on CUDA falls back to ATen for
+  // inputs the kernel does not take (a bf16 den once sent every stage-2 read-out through ATen unnoticed).
+  void every_step_op_takes_its_kernel_under_bf16() {
+    Fixture f;
+    auto r = f.recipe();
+    r.device = "cuda";
+    r.dtype = "bfloat16";
+    FirstStepKernels seen;
+    run::DistillRun run(r, f.teacher, f.corpus, f.probe(r), &seen);
+    QCOMPARE(int(run.run()), int(snapshot::RunState::Finished));
+    QCOMPARE(int(seen.at_first_step.size()), 2);
+    const std::map<std::string, std::vector<std::string>> expected = {
+        {"stage1", {"rotary", "hedgehog_feature_map", "linear_attention", "cosine_alignment"}},
+        {"stage2",
+         {"rotary", "causal_conv", "hedgehog_feature_map", "hedge_mamba_scan", "mixer_output",
+          "logit_losses"}}};
+    for (const auto& [stage, ops_taken] : expected) {
+      const auto& tally = seen.at_first_step.at(stage);
+      std::printf("%s, first step: %s\n", stage.c_str(), ops::describe_dispatch_tally(tally).c_str());
+      QVERIFY2(ops::describe_kernel_misses(tally).empty(),
+               (stage + ": " + ops::describe_kernel_misses(tally)).c_str());
+      for (const auto& op : ops_taken)
+        QVERIFY2(calls(tally, op, ops::KernelPath::kFused) > 0, (stage + ": " + op + " not fused").c_str());
+    }
   }
 
   void checkpoints_leave_the_gpu_and_weights_stay_float32() {

@@ -10,6 +10,7 @@
 
 #include "core/common/error.h"
 #include "core/ops/autocast.h"
+#include "core/ops/dispatch_tally.h"
 
 namespace hedgelab::run {
 
@@ -241,7 +242,22 @@ double DistillRun::teacher_eval_perplexity() const {
 
 distill::TrainerCallbacks DistillRun::callbacks(const std::string& stage) {
   distill::TrainerCallbacks cb;
-  cb.on_step = [this, stage](const StepReport& r) {
+  // On CUDA the first step of the stage says which kernels it took: a fused kernel that is registered but
+  // not taken leaves the results right and only the step slower, so it is logged rather than left silent.
+  const bool on_cuda = recipe_.device.rfind("cuda", 0) == 0;
+  if (on_cuda) ops::reset_dispatch_tally();
+  cb.on_step = [this, stage, first = on_cuda](const StepReport& r) mutable {
+    if (first) {
+      first = false;
+      const auto tally = ops::dispatch_tally();
+      const std::string misses = ops::describe_kernel_misses(tally);
+      if (misses.empty())
+        spdlog::info("{}: the first step took every fused kernel it asked for ({})", stage,
+                     ops::describe_dispatch_tally(tally));
+      else
+        spdlog::warn("{}: the first step ran ATen's form where a fused kernel is registered: {}", stage,
+                     misses);
+    }
     if (observer_) observer_->on_step(stage, r);
   };
   cb.on_eval = [this, stage](const EvalReport& r) {

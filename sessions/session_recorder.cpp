@@ -90,6 +90,11 @@ void SessionRecorder::on_knobs(const std::string& stage, int64_t step, const sna
   writer_.flush();
 }
 
+void SessionRecorder::on_notice(const std::string& stage, const std::string& text) {
+  writer_.append_event("notice", {{"run", run_}, {"stage", stage}, {"text", text}});
+  writer_.flush();
+}
+
 }  // namespace hedgelab::sessions
 
 namespace hedgelab::sessions {

@@ -33,6 +33,8 @@ class SessionRecorder : public run::RunObserver {
   void on_finished(const run::RunSummary& summary) override;
   // A "knob" event: run, stage, step (the edit holds from step + 1) and each field set, by name.
   void on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& applied) override;
+  // A "notice" event: run, stage, text (e.g. the fused kernels a CUDA step did not take).
+  void on_notice(const std::string& stage, const std::string& text) override;
 
   // Where the newest checkpoint went (empty before the first).
   const std::filesystem::path& last_checkpoint_dir() const { return last_checkpoint_; }

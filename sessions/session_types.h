@@ -61,8 +61,8 @@ double unix_now();  // seconds since 1970-01-01 UTC
 
 // The event kinds append_event() accepts.
 inline const std::vector<std::string>& event_kinds() {
-  static const std::vector<std::string> kinds = {"start", "pause", "resume", "knob",
-                                                 "stop",  "error", "finish", "resume_from_checkpoint"};
+  static const std::vector<std::string> kinds = {
+      "start", "pause", "resume", "knob", "stop", "error", "finish", "notice", "resume_from_checkpoint"};
   return kinds;
 }
 

@@ -148,6 +148,31 @@ class TestCudaRun : public QObject {
     }
   }
 
+  // Where an op's kernel does not cover the recipe (the joint-softmax feature map of an ablation runs ATen's
+  // form), the run says so: one notice per stage naming the op, the results still right.
+  void a_kernel_not_taken_is_a_notice() {
+    Fixture f;
+    auto r = f.recipe();
+    r.device = "cuda";
+    r.dtype = "bfloat16";
+    r.model.feature_map = "joint_softmax";
+    struct Notices : run::RunObserver {
+      std::vector<std::pair<std::string, std::string>> heard;
+      void on_notice(const std::string& stage, const std::string& text) override {
+        heard.emplace_back(stage, text);
+      }
+    } notices;
+    run::DistillRun run(r, f.teacher, f.corpus, f.probe(r), &notices);
+    QCOMPARE(int(run.run()), int(snapshot::RunState::Finished));
+    QCOMPARE(int(notices.heard.size()), 2);
+    QCOMPARE(notices.heard[0].first, std::string("stage1"));
+    QCOMPARE(notices.heard[1].first, std::string("stage2"));
+    for (const auto& [stage, text] : notices.heard) {
+      std::printf("%s notice: %s\n", stage.c_str(), text.c_str());
+      QVERIFY2(text.find("hedgehog_feature_map unsupported") != std::string::npos, text.c_str());
+    }
+  }
+
   void checkpoints_leave_the_gpu_and_weights_stay_float32() {
     Fixture f;
     auto r = f.recipe();

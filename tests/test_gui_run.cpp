@@ -9,6 +9,7 @@
 #include <QRandomGenerator>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QStatusBar>
 #include <QTableWidget>
 #include <QTest>
 
@@ -229,6 +230,16 @@ class TestGuiRun : public QObject {
     QVERIFY(doc->knobs().lr && std::abs(*doc->knobs().lr - 0.0042) < 1e-12);
     QVERIFY(doc->knobs().kd_temperature && *doc->knobs().kd_temperature == 3.5);
     QVERIFY(doc->knobs().probe_every && *doc->knobs().probe_every == 2);
+  }
+
+  // A run's notice (on CUDA: a fused kernel not taken) is shown in the status bar, with no dialog to click.
+  void a_notice_goes_to_the_status_bar() {
+    gui::MainWindow w(options());
+    QSignalSpy problems(&w.controller(), &gui::RunController::problem);
+    Q_EMIT w.controller().notice("stage2: the first step ran ATen's form where a fused kernel is registered");
+    QCOMPARE(w.statusBar()->currentMessage(),
+             QString("stage2: the first step ran ATen's form where a fused kernel is registered"));
+    QCOMPARE(problems.count(), 0);
   }
 
   void invalid_fields_are_refused() {

@@ -236,8 +236,10 @@ class TestKnobs : public QObject {
     writer.close();
     const auto events = sessions::SessionReader::open(dir / "knobs.h5").events();
     std::vector<nlohmann::json> knobs;
-    for (const auto& e : events)
+    for (const auto& e : events) {
       if (e.kind == "knob") knobs.push_back(e.detail);
+      QVERIFY(e.kind != "notice");  // a CPU run has no fused kernel to miss
+    }
     QCOMPARE(knobs.size(), size_t(1));
     const auto& d = knobs[0];
     QCOMPARE(d["stage"].get<std::string>(), std::string("stage2"));
@@ -247,6 +249,36 @@ class TestKnobs : public QObject {
     QCOMPARE(d["kd_weight"].get<double>(), 3.0);
     QCOMPARE(d["kd_temperature"].get<double>(), 2.0);
     QVERIFY(!d.contains("align_weight") && !d.contains("probe_every"));
+  }
+
+  // A notice (run::RunObserver::on_notice: on CUDA, the fused kernels a stage's first step did not take)
+  // passes through an ObserverList to every observer and is recorded as a session "notice" event.
+  void sessions_record_notices() {
+    Fixture f;
+    auto r = f.recipe();
+    testing::TempDir dir;
+    auto writer = sessions::SessionWriter::create(
+        dir / "notice.h5", sessions::make_provenance(),
+        sessions::layout_for(r, f.teacher->config(), static_cast<int64_t>(f.probe(r).ids.size())));
+    sessions::SessionRecorder recorder(writer, "hedgemamba");
+    struct Heard : run::RunObserver {
+      std::vector<std::string> notices;
+      void on_notice(const std::string& stage, const std::string& text) override {
+        notices.push_back(stage + ": " + text);
+      }
+    } heard;
+    run::ObserverList observers;
+    observers.add(&recorder);
+    observers.add(&heard);
+    observers.on_notice("stage2", "mixer_output unsupported 16");
+    writer.close();
+    QCOMPARE(heard.notices, std::vector<std::string>{"stage2: mixer_output unsupported 16"});
+    const auto events = sessions::SessionReader::open(dir / "notice.h5").events();
+    QCOMPARE(events.size(), size_t(1));
+    QCOMPARE(events[0].kind, std::string("notice"));
+    QCOMPARE(events[0].detail["run"].get<std::string>(), std::string("hedgemamba"));
+    QCOMPARE(events[0].detail["stage"].get<std::string>(), std::string("stage2"));
+    QCOMPARE(events[0].detail["text"].get<std::string>(), std::string("mixer_output unsupported 16"));
   }
 
   void bad_values_are_refused() {

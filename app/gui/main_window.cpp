@@ -81,6 +81,8 @@ MainWindow::MainWindow(const WindowOptions& options, QWidget* parent)
     panel_->show_progress(controller_->progress(), QString::fromLatin1(to_string(controller_->state())));
   });
   connect(controller_.get(), &RunController::problem, this, &MainWindow::show_error);
+  connect(controller_.get(), &RunController::notice, this,
+          [this](const QString& text) { statusBar()->showMessage(text, 60000); });
   connect(controller_.get(), &RunController::run_started, this, [this](const RunStarted& info) {
     add_recent(info.session_path);
     if (documents_.empty() || !documents_.front()->live) {

@@ -109,6 +109,8 @@ RunController::RunController(QObject* parent) : QObject(parent) {
   connect(worker_, &RunWorker::knobs_applied, this, &RunController::knobs_applied);
   connect(worker_, &RunWorker::knobs_refused, this,
           [this](const QString& message) { Q_EMIT problem(tr("The knob edit was refused"), message); });
+  connect(worker_, &RunWorker::notice, this,
+          [this](const QString& stage, const QString& text) { Q_EMIT notice(stage + ": " + text); });
   connect(worker_, &RunWorker::ended, this, [this](const RunEnded& end) {
     if (end.complete) {
       snapshot::RunSummary teacher;

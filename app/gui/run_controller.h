@@ -63,6 +63,8 @@ class RunController : public QObject {
   void knobs_applied(QString stage, qint64 step, hedgelab::snapshot::KnobEdit edit);
   // The run paused on its own (non-finite loss, out of memory) or failed: show the message.
   void problem(QString title, QString message);
+  // Worth knowing, not a problem (a fused kernel not taken on CUDA): for the status bar, no dialog.
+  void notice(QString text);
   void ended(hedgelab::gui::RunEnded end);
   void checkpoint_saved(QString why, QString dir);
 

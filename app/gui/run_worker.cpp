@@ -35,6 +35,9 @@ class RunWorker::Reports : public run::RunObserver {
   void on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& applied) override {
     Q_EMIT w_->knobs_applied(QString::fromStdString(stage), step, applied);
   }
+  void on_notice(const std::string& stage, const std::string& text) override {
+    Q_EMIT w_->notice(QString::fromStdString(stage), QString::fromStdString(text));
+  }
 
   // The recorder writes the checkpoint after this observer heard of it: report it once it is on disk.
   void report_checkpoint() {

@@ -45,6 +45,7 @@ class RunWorker : public QObject {
   void knobs_applied(QString stage, qint64 step, hedgelab::snapshot::KnobEdit edit);
   // An edit the run refused (a value out of range): one line naming the field; nothing changed.
   void knobs_refused(QString message);
+  void notice(QString stage, QString text);  // run::RunObserver::on_notice
   void ended(hedgelab::gui::RunEnded end);
   // An error that ended the run (bad teacher, bad recipe, disk full, a model error): one line.
   void failed(QString message);

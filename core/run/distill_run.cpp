@@ -254,9 +254,12 @@ distill::TrainerCallbacks DistillRun::callbacks(const std::string& stage) {
       if (misses.empty())
         spdlog::info("{}: the first step took every fused kernel it asked for ({})", stage,
                      ops::describe_dispatch_tally(tally));
-      else
-        spdlog::warn("{}: the first step ran ATen's form where a fused kernel is registered: {}", stage,
-                     misses);
+      else {
+        const std::string text =
+            "the first step ran ATen's form where a fused kernel is registered: " + misses;
+        spdlog::warn("{}: {}", stage, text);
+        if (observer_) observer_->on_notice(stage, text);
+      }
     }
     if (observer_) observer_->on_step(stage, r);
   };

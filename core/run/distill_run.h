@@ -61,6 +61,9 @@ class RunObserver {
   // A live edit (request_knobs) was applied after `step` optimizer steps of `stage`: the fields set in
   // `applied` hold from step + 1 on.
   virtual void on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& applied) {}
+  // Something the user should know that is neither an error nor a report, one line: on CUDA, the first step
+  // of `stage` ran ATen's form where a fused kernel is registered (the results are right, the step slower).
+  virtual void on_notice(const std::string& stage, const std::string& text) {}
 };
 
 // The probe text as token ids and their decoded pieces (the tokenizer stays with the caller).
@@ -216,6 +219,10 @@ class ObserverList : public RunObserver {
   void on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& applied) override {
     for (auto* o : observers_)
       o->on_knobs(stage, step, applied);
+  }
+  void on_notice(const std::string& stage, const std::string& text) override {
+    for (auto* o : observers_)
+      o->on_notice(stage, text);
   }
 
  private:

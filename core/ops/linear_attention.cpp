@@ -130,7 +130,7 @@ at::Tensor linear_attention_chunked(const at::Tensor& phi_q_in, const at::Tensor
       use_fused ? std::make_tuple(phi_q_in, phi_k_in, v_in) : common_dtype(phi_q_in, phi_k_in, v_in);
   check_inputs("linear_attention_chunked", phi_q, phi_k, v, /*same_dtype=*/!use_fused);
   TORCH_CHECK(chunk > 0, "linear_attention_chunked: chunk must be positive, got ", chunk);
-  const int64_t B = phi_q.size(0), H = phi_q.size(1), T = phi_q.size(2), N = phi_q.size(3), P = v.size(3);
+  const int64_t B = phi_q.size(0), H = phi_q.size(1), N = phi_q.size(3), P = v.size(3);
   if (initial) check_state("linear_attention_chunked", *initial, B, H, N, P);
   TORCH_CHECK(!gain.defined() || (gain.dim() == 1 && gain.size(0) == H),
               "linear_attention_chunked: gain must be [H] = [", H, "], got ", gain.sizes());

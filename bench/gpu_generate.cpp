@@ -4,8 +4,10 @@
 // step at a time. Reported: per-token decode time (CUDA-event median), decode tokens/s (batch / per-token
 // time), the prefill time, the state's bytes per sequence and the allocator's peak. bench/gpu_hf_generate.py
 // measures transformers' GPTNeoX with its KV cache at the same settings. A configuration that runs out of
-// memory reports "oom"; "decode_kernels" is which path core/ops' dispatch took in the timed decoding steps
-// (ops/dispatch_tally.h). One JSON line each. Usage: bench_gpu_generate [--model 160m] [--batches 1,64]
+// memory reports "oom"; "decode_kernels" is which path core/ops' dispatch took in the decoding steps, warm-up
+// included (ops/dispatch_tally.h): "causal_conv unsupported" is expected there, since the conv kernel keeps
+// no streaming tail and a decoding step's one-token product runs in ATen. One JSON line each. Usage:
+// bench_gpu_generate [--model 160m] [--batches 1,64]
 // [--contexts 1024,8192,32768] [--decode 32]
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>

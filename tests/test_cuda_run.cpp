@@ -40,7 +40,8 @@ struct Record : run::RunObserver {
   }
 };
 
-// The dispatch tally at the first step of each stage (the run resets it when a stage begins on CUDA).
+// The dispatch tally at the first step of each stage: that step and any probe before it (the run resets it
+// when a stage begins on CUDA).
 struct FirstStepKernels : run::RunObserver {
   std::map<std::string, std::vector<ops::DispatchCount>> at_first_step;
   void on_step(const std::string& stage, const snapshot::StepReport&) override {

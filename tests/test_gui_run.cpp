@@ -236,9 +236,10 @@ class TestGuiRun : public QObject {
   void a_notice_goes_to_the_status_bar() {
     gui::MainWindow w(options());
     QSignalSpy problems(&w.controller(), &gui::RunController::problem);
-    Q_EMIT w.controller().notice("stage2: the first step ran ATen's form where a fused kernel is registered");
+    Q_EMIT w.controller().notice(
+        "stage2: up to the first step, ATen's form ran where a fused kernel is registered");
     QCOMPARE(w.statusBar()->currentMessage(),
-             QString("stage2: the first step ran ATen's form where a fused kernel is registered"));
+             QString("stage2: up to the first step, ATen's form ran where a fused kernel is registered"));
     QCOMPARE(problems.count(), 0);
   }
 

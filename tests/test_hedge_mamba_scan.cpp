@@ -264,6 +264,8 @@ class TestHedgeMambaScan : public QObject {
   // The tally behind every dispatch (dispatch_tally.h): each decision counted once, in the order of the
   // checks (the global reference switch first, then the op's own switch, then its inputs).
   void dispatch_tally_counts_each_path() {
+    const bool reference_before = use_reference_scan();  // HEDGELAB_REFERENCE_KERNELS=1 may have set it
+    set_use_reference_scan(false);
     reset_dispatch_tally();
     QVERIFY(dispatch_tally().empty());
     QCOMPARE(QString::fromStdString(describe_dispatch_tally({})), QString("none"));
@@ -286,6 +288,7 @@ class TestHedgeMambaScan : public QObject {
     QVERIFY(take_fused("op_a", true, true));
     QCOMPARE(QString::fromStdString(describe_kernel_misses(dispatch_tally())), QString(""));
     reset_dispatch_tally();
+    set_use_reference_scan(reference_before);
   }
 
   // Autocast gives the mixer bf16 projections and float32 Δ and feature maps: the dispatch runs the ATen form

@@ -242,8 +242,9 @@ double DistillRun::teacher_eval_perplexity() const {
 
 distill::TrainerCallbacks DistillRun::callbacks(const std::string& stage) {
   distill::TrainerCallbacks cb;
-  // On CUDA the first step of the stage says which kernels it took: a fused kernel that is registered but
-  // not taken leaves the results right and only the step slower, so it is logged rather than left silent.
+  // On CUDA the stage says, at its first step, which kernels it took since it began (that step and any probe
+  // before it): a fused kernel that is registered but not taken leaves the results right and only the step
+  // slower, so it is logged rather than left silent.
   const bool on_cuda = recipe_.device.rfind("cuda", 0) == 0;
   if (on_cuda) ops::reset_dispatch_tally();
   cb.on_step = [this, stage, first = on_cuda](const StepReport& r) mutable {
@@ -252,11 +253,11 @@ distill::TrainerCallbacks DistillRun::callbacks(const std::string& stage) {
       const auto tally = ops::dispatch_tally();
       const std::string misses = ops::describe_kernel_misses(tally);
       if (misses.empty())
-        spdlog::info("{}: the first step took every fused kernel it asked for ({})", stage,
+        spdlog::info("{}: up to the first step, every fused kernel asked for was taken ({})", stage,
                      ops::describe_dispatch_tally(tally));
       else {
         const std::string text =
-            "the first step ran ATen's form where a fused kernel is registered: " + misses;
+            "up to the first step, ATen's form ran where a fused kernel is registered: " + misses;
         spdlog::warn("{}: {}", stage, text);
         if (observer_) observer_->on_notice(stage, text);
       }

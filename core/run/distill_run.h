@@ -61,8 +61,9 @@ class RunObserver {
   // A live edit (request_knobs) was applied after `step` optimizer steps of `stage`: the fields set in
   // `applied` hold from step + 1 on.
   virtual void on_knobs(const std::string& stage, int64_t step, const snapshot::KnobEdit& applied) {}
-  // Something the user should know that is neither an error nor a report, one line: on CUDA, the first step
-  // of `stage` ran ATen's form where a fused kernel is registered (the results are right, the step slower).
+  // Something the user should know that is neither an error nor a report, one line: on CUDA, `stage` ran
+  // ATen's form where a fused kernel is registered, up to its first step (the results are right, the step
+  // slower).
   virtual void on_notice(const std::string& stage, const std::string& text) {}
 };
 

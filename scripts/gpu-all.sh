@@ -16,8 +16,21 @@
 # e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's),
 # HEDGELAB_RECIPE_VARIANTS (its reruns with fast paths switched off, ";"-separated, "" for none),
 # HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts,
-# --decode).
+# --decode). HEDGELAB_GPU_PLAN=verify gives those knobs the defaults of a checking call (build, the cuda tests,
+# the pythia-1b recipe step with its fast-path A/B variants, one traced step, 150 s a step); knobs set
+# explicitly still win.
 set -uo pipefail
+if [ "${HEDGELAB_GPU_PLAN:-}" = verify ]; then
+  : "${HEDGELAB_GPU_STEPS:=build tests recipe trace}"
+  : "${HEDGELAB_RECIPE_ARGS:=--models 1b --stages 1,2 --checkpointing off}"
+  : "${HEDGELAB_RECIPE_VARIANTS=HEDGELAB_FUSED_LA_NORMALISE=1;HEDGELAB_FUSED_MIXER_OUTPUT=0}"
+  : "${HEDGELAB_STEP_TIMEOUT:=150}"
+  : "${HEDGELAB_TRACE_TOP:=80}"
+  export HEDGELAB_GPU_STEPS HEDGELAB_RECIPE_ARGS HEDGELAB_RECIPE_VARIANTS HEDGELAB_STEP_TIMEOUT HEDGELAB_TRACE_TOP
+elif [ -n "${HEDGELAB_GPU_PLAN:-}" ]; then
+  echo "gpu-all.sh: HEDGELAB_GPU_PLAN='$HEDGELAB_GPU_PLAN': expected verify (or unset)" >&2
+  exit 2
+fi
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export OUT="${OUT:-$ROOT/out}"
 mkdir -p "$OUT"

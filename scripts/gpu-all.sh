@@ -16,14 +16,14 @@
 # e.g. --shapes 8192:128 --budget-s 120), HEDGELAB_RECIPE_ARGS (bench_gpu_recipe_step's),
 # HEDGELAB_RECIPE_VARIANTS (its reruns with fast paths switched off, ";"-separated, "" for none),
 # HEDGELAB_LA_ARGS, HEDGELAB_GENERATE_ARGS (shared by both generation drivers: --batches, --contexts,
-# --decode). HEDGELAB_GPU_PLAN=verify gives those knobs the defaults of a checking call (build, the cuda tests,
-# the pythia-1b recipe step with its fast-path A/B variants, one traced step, 150 s a step); knobs set
-# explicitly still win.
+# --decode). HEDGELAB_GPU_PLAN=verify gives those knobs the defaults of a checking call: build, the cuda
+# tests, the pythia-1b recipe step with its A/B variants (a fast path off, an opt-in one on), one traced step,
+# 150 s a step. Knobs set explicitly still win.
 set -uo pipefail
 if [ "${HEDGELAB_GPU_PLAN:-}" = verify ]; then
   : "${HEDGELAB_GPU_STEPS:=build tests recipe trace}"
   : "${HEDGELAB_RECIPE_ARGS:=--models 1b --stages 1,2 --checkpointing off}"
-  : "${HEDGELAB_RECIPE_VARIANTS=HEDGELAB_FUSED_LA_NORMALISE=1;HEDGELAB_FUSED_MIXER_OUTPUT=0}"
+  : "${HEDGELAB_RECIPE_VARIANTS=HEDGELAB_FUSED_LA_NORMALISE=1;HEDGELAB_FUSED_MIXER_OUTPUT=0;HEDGELAB_FP32_WEIGHT_GRADS=1}"
   : "${HEDGELAB_STEP_TIMEOUT:=150}"
   : "${HEDGELAB_TRACE_TOP:=80}"
   export HEDGELAB_GPU_STEPS HEDGELAB_RECIPE_ARGS HEDGELAB_RECIPE_VARIANTS HEDGELAB_STEP_TIMEOUT HEDGELAB_TRACE_TOP
@@ -48,7 +48,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 if has build; then
   t0=$(date +%s)
-  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_feature_map test_cuda_cosine test_cuda_conv test_cuda_mixer_output test_cuda_rotary test_cuda_logit_losses test_cuda_adamw test_cuda_run bench_scan_cuda bench_gpu_models bench_gpu_recipe_step bench_gpu_linear_attention bench_gpu_generate}" HEDGELAB_GPU_SKIP_TESTS=1 \
+  HEDGELAB_GPU_TARGETS="${HEDGELAB_GPU_TARGETS:-test_cuda_scan test_cuda_feature_map test_cuda_cosine test_cuda_conv test_cuda_mixer_output test_cuda_rotary test_cuda_logit_losses test_cuda_adamw test_cuda_run test_trained_linear bench_scan_cuda bench_gpu_models bench_gpu_recipe_step bench_gpu_linear_attention bench_gpu_generate}" HEDGELAB_GPU_SKIP_TESTS=1 \
     bash "$ROOT/scripts/gpu-build.sh" >>"$log" 2>&1
   rc=$?
   echo "build rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$log"

@@ -15,6 +15,7 @@
 #include "core/io/safetensors_torch.h"
 #include "core/io/tokenizer.h"
 #include "core/ops/rotary.h"
+#include "core/ops/trained_linear.h"
 #include "core/util/atomic_file.h"
 
 namespace hedgelab::models {
@@ -259,7 +260,7 @@ namespace {
 // frozen weights come from the model's autocast copies (the same values autocast would cast to).
 at::Tensor apply_linear(const torch::nn::Linear& l, const at::Tensor& x, ops::FrozenCastCache* casts) {
   const at::Tensor bias = l->bias.defined() ? l->bias : at::Tensor();
-  if (!casts) return at::linear(x, l->weight, bias);
+  if (!casts) return ops::trained_linear(x, l->weight, bias);  // a trained copy (the student's MLP)
   return at::linear(x, casts->operand(l->weight), casts->operand(bias));
 }
 

@@ -13,6 +13,7 @@
 #include "core/ops/causal_conv.h"
 #include "core/ops/hedge_mamba_scan_ref.h"
 #include "core/ops/mixer_output.h"
+#include "core/ops/trained_linear.h"
 
 namespace hedgelab::models {
 
@@ -103,7 +104,7 @@ double inverse_softplus(double y) {
 namespace {
 // Linear::forward is not const; the mixer's forward is.
 at::Tensor apply_linear(const torch::nn::Linear& l, const at::Tensor& x) {
-  return at::linear(x, l->weight, l->bias.defined() ? l->bias : at::Tensor());
+  return ops::trained_linear(x, l->weight, l->bias.defined() ? l->bias : at::Tensor());
 }
 }  // namespace
 
@@ -267,10 +268,10 @@ HedgeMambaMixerImpl::ScanInputs HedgeMambaMixerImpl::scan_inputs(const at::Tenso
     k = apply_rotary(k, r, config_.rotary_base, config_.rope_linear_factor, offset);  // [B, H, T, P]
   }
   ScanInputs in;
-  in.x = heads(x);                                                                   // [B, H, T, P]
-  in.Bm = feature_map_k->forward(k);                                                 // [B, H, T, N]
-  in.Cm = feature_map_q->forward(q);                                                 // [B, H, T, N]
-  in.dt = at::softplus(at::linear(u, delta_weight, delta_bias)).permute({0, 2, 1});  // [B, H, T]
+  in.x = heads(x);                                                                            // [B, H, T, P]
+  in.Bm = feature_map_k->forward(k);                                                          // [B, H, T, N]
+  in.Cm = feature_map_q->forward(q);                                                          // [B, H, T, N]
+  in.dt = at::softplus(ops::trained_linear(u, delta_weight, delta_bias)).permute({0, 2, 1});  // [B, H, T]
   return in;
 }
 

@@ -13,6 +13,7 @@
 #include "core/io/checkpoint.h"
 #include "core/io/safetensors_torch.h"
 #include "core/ops/activation_checkpoint.h"
+#include "core/ops/trained_linear.h"
 #include "core/util/atomic_file.h"
 
 namespace hedgelab::models {
@@ -147,8 +148,8 @@ at::Tensor HedgeMambaStudentImpl::run(const at::Tensor& ids, StudentState* state
     h = detail::add_block_residuals(config_, block.post_attention_layernorm, *block.mlp, h, a_out);
   }
   if (state) state->length += ids.size(1);
-  h = detail::apply_layer_norm(final_layer_norm, h);  // [B, T, d]
-  return at::linear(h, lm_head_weight());             // [B, T, V]
+  h = detail::apply_layer_norm(final_layer_norm, h);              // [B, T, d]
+  return ops::trained_linear(h, lm_head_weight(), at::Tensor());  // [B, T, V]
 }
 
 at::Tensor HedgeMambaStudentImpl::forward(const at::Tensor& ids) {

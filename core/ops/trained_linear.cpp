@@ -77,8 +77,8 @@ class LinearF32Grads : public torch::autograd::Function<LinearF32Grads> {
     const at::Tensor x2 = xc.reshape({-1, in});                              // [M, in]
     at::Tensor dx = at::mm(dy, wc).view(xc.sizes()).to(x_dtype);             // [..., in]
     at::Tensor dw = mm_f32(dy.t(), x2);                                      // [out, in] float32
-    at::Tensor db =
-        has_bias ? at::sum(dy, at::IntArrayRef{0}, /*keepdim=*/false, at::kFloat) : at::Tensor();  // [out] float32
+    at::Tensor db = has_bias ? at::sum(dy, at::IntArrayRef{0}, /*keepdim=*/false, at::kFloat)
+                             : at::Tensor();  // [out] float32
     return {dx, dw, db, at::Tensor(), at::Tensor()};
   }
 };

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "core/common/env.h"
 #include "core/ops/autocast.h"
@@ -42,12 +43,17 @@ at::Tensor mm_f32(const T& a, const T& b) {
 }
 
 // `t` in `dtype`: autocast's cached copy for a float32 CUDA leaf under CUDA autocast (the copy at::linear
-// would use), a plain cast otherwise.
+// would use), a plain cast otherwise; detached either way (the backward below needs no graph through it).
+// The cast runs with grad mode on, as at::linear's would: an entry this call adds to autocast's cache must
+// keep its path back to the weight for any later at::linear on it in the same autocast scope (the Function's
+// forward runs with grad mode off, and a copy cast there would carry no gradient).
 at::Tensor operand(const at::Tensor& t, c10::ScalarType dtype) {
   if (!t.defined() || t.scalar_type() == dtype) return t;
   const AutocastSetting s = cuda_autocast_setting();
-  if (s.enabled && s.dtype == dtype && t.is_cuda() && t.scalar_type() == at::kFloat)
-    return at::autocast::cached_cast(dtype, t, c10::DeviceType::CUDA);
+  if (s.enabled && s.dtype == dtype && t.is_cuda() && t.scalar_type() == at::kFloat) {
+    const at::AutoGradMode grad_on(true);
+    return at::autocast::cached_cast(dtype, t, c10::DeviceType::CUDA).detach();
+  }
   return t.to(dtype);
 }
 
@@ -63,7 +69,14 @@ class LinearF32Grads : public torch::autograd::Function<LinearF32Grads> {
     ctx->saved_data["x_dtype"] = x.scalar_type();
     ctx->saved_data["has_bias"] = has_bias;
     ctx->save_for_backward({xc, wc});
-    return at::linear(xc, wc, bc);  // [..., out]
+    // at::linear's own product (addmm with the bias, mm without, over the tokens flattened), returned through
+    // _unsafe_view rather than as a view, so that the output allows in-place edits as at::linear's does.
+    const int64_t in = w.size(1);
+    const at::Tensor x2 = xc.reshape({-1, in});                                       // [M, in]
+    const at::Tensor y2 = has_bias ? at::addmm(bc, x2, wc.t()) : at::mm(x2, wc.t());  // [M, out]
+    std::vector<int64_t> sizes = x.sizes().vec();
+    sizes.back() = w.size(0);
+    return at::_unsafe_view(y2, sizes);  // [..., out]
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -73,10 +86,11 @@ class LinearF32Grads : public torch::autograd::Function<LinearF32Grads> {
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     const int64_t in = wc.size(1), out = wc.size(0);
-    const at::Tensor dy = grads[0].to(wc.scalar_type()).reshape({-1, out});  // [M, out]
-    const at::Tensor x2 = xc.reshape({-1, in});                              // [M, in]
-    at::Tensor dx = at::mm(dy, wc).view(xc.sizes()).to(x_dtype);             // [..., in]
-    at::Tensor dw = mm_f32(dy.t(), x2);                                      // [out, in] float32
+    const at::Tensor dy = grads[0].to(wc.scalar_type()).reshape({-1, out});                 // [M, out]
+    const at::Tensor x2 = xc.reshape({-1, in});                                             // [M, in]
+    at::Tensor dx = ctx->needs_input_grad(0) ? at::mm(dy, wc).view(xc.sizes()).to(x_dtype)  // [..., in]
+                                             : at::Tensor();
+    at::Tensor dw = mm_f32(dy.t(), x2);  // [out, in] float32
     at::Tensor db = has_bias ? at::sum(dy, at::IntArrayRef{0}, /*keepdim=*/false, at::kFloat)
                              : at::Tensor();  // [out] float32
     return {dx, dw, db, at::Tensor(), at::Tensor()};

@@ -55,6 +55,14 @@ int64_t calls(const std::vector<ops::DispatchCount>& tally, const std::string& o
   return 0;
 }
 
+// The fixture's recipe on CUDA under bf16 autocast.
+distill::RecipeConfig cuda_bf16_recipe(const Fixture& f) {
+  auto r = f.recipe();
+  r.device = "cuda";
+  r.dtype = "bfloat16";
+  return r;
+}
+
 bool ready() {
   return testing::cuda_kernels_ready();
 }
@@ -127,9 +135,7 @@ class TestCudaRun : public QObject {
   // inputs the kernel does not take (a bf16 den once sent every stage-2 read-out through ATen unnoticed).
   void every_step_op_takes_its_kernel_under_bf16() {
     Fixture f;
-    auto r = f.recipe();
-    r.device = "cuda";
-    r.dtype = "bfloat16";
+    auto r = cuda_bf16_recipe(f);
     FirstStepKernels seen;
     run::DistillRun run(r, f.teacher, f.corpus, f.probe(r), &seen);
     QCOMPARE(int(run.run()), int(snapshot::RunState::Finished));
@@ -153,9 +159,7 @@ class TestCudaRun : public QObject {
   // form), the run says so: one notice per stage naming the op, the results still right.
   void a_kernel_not_taken_is_a_notice() {
     Fixture f;
-    auto r = f.recipe();
-    r.device = "cuda";
-    r.dtype = "bfloat16";
+    auto r = cuda_bf16_recipe(f);
     r.model.feature_map = "joint_softmax";
     struct Notices : run::RunObserver {
       std::vector<std::pair<std::string, std::string>> heard;
@@ -176,9 +180,7 @@ class TestCudaRun : public QObject {
 
   void checkpoints_leave_the_gpu_and_weights_stay_float32() {
     Fixture f;
-    auto r = f.recipe();
-    r.device = "cuda";
-    r.dtype = "bfloat16";
+    auto r = cuda_bf16_recipe(f);
     Record rec;
     run::DistillRun run(r, f.teacher, f.corpus, f.probe(r), &rec);
     QCOMPARE(run.run(10), snapshot::RunState::Finished);

@@ -42,15 +42,17 @@ at::Tensor mm_f32(const T& a, const T& b) {
   return at::mm(a, b).to(at::kFloat);
 }
 
-// `t` in `dtype`: autocast's cached copy for a float32 CUDA leaf under CUDA autocast (the copy at::linear
-// would use), a plain cast otherwise; detached either way (the backward below needs no graph through it).
+// `t` in `dtype`: autocast's cached copy for a float32 CUDA leaf that requires grad, under CUDA autocast (the
+// copy at::linear would use, detached: the backward below needs no graph through it); a plain cast otherwise
+// (an activation: autocast would not cache it either).
 // The cast runs with grad mode on, as at::linear's would: an entry this call adds to autocast's cache must
 // keep its path back to the weight for any later at::linear on it in the same autocast scope (the Function's
 // forward runs with grad mode off, and a copy cast there would carry no gradient).
 at::Tensor operand(const at::Tensor& t, c10::ScalarType dtype) {
   if (!t.defined() || t.scalar_type() == dtype) return t;
   const AutocastSetting s = cuda_autocast_setting();
-  if (s.enabled && s.dtype == dtype && t.is_cuda() && t.scalar_type() == at::kFloat) {
+  if (s.enabled && s.dtype == dtype && t.is_cuda() && t.scalar_type() == at::kFloat && t.is_leaf() &&
+      t.requires_grad()) {
     const at::AutoGradMode grad_on(true);
     return at::autocast::cached_cast(dtype, t, c10::DeviceType::CUDA).detach();
   }

@@ -245,7 +245,7 @@ distill::TrainerCallbacks DistillRun::callbacks(const std::string& stage) {
   // On CUDA the stage says, at its first step, which kernels it took since it began (that step and any probe
   // before it): a fused kernel that is registered but not taken leaves the results right and only the step
   // slower, so it is logged rather than left silent.
-  const bool on_cuda = recipe_.device.rfind("cuda", 0) == 0;
+  const bool on_cuda = distill::run_device(recipe_).is_cuda();
   if (on_cuda) ops::reset_dispatch_tally();
   cb.on_step = [this, stage, first = on_cuda](const StepReport& r) mutable {
     if (first) {
